@@ -1,0 +1,53 @@
+"""Settle a model/task pair before any data is loaded: look up both, build the configs, check the fit.
+
+No torch here: `zoo train MODEL TASK --help` uses it to show a pair's hyperparameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from zoo.config import applicable, make_config, route_overrides
+from zoo.registry import registry
+from zoo.specs import Model, Task, TrainConfig, ZooError
+
+
+@dataclass
+class Plan:
+    """A model/task pair with every hyperparameter settled, before any data is loaded."""
+
+    model: Model
+    task: Task
+    model_config: Any
+    task_config: Any
+    train_config: TrainConfig
+
+
+def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Plan:
+    """Look up both plugins, check they fit, and build the three configs.
+
+    Precedence, lowest first: config defaults, the task's suggestions (model hidden size, epochs...),
+    the preset's settings, then `overrides` (`key=value` strings or a dict, keys optionally
+    qualified as model./task./train.).
+    """
+    reg = registry()
+    model, task = reg.get_model(model_name), reg.get_task(task_name)
+    namespaces = {"model": (model.name, model.config), "task": (task.name, task.config),
+                  "train": ("training", TrainConfig)}
+    pairs = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else list(overrides)
+    routed = route_overrides(pairs, namespaces)
+    model_config = make_config(model.config, applicable(model.config, task.model_defaults), model.defaults,
+                               routed["model"], owner=model.name)
+    task_config = make_config(task.config, routed["task"], owner=task.name)
+    train_config = make_config(TrainConfig, task.train_defaults, routed["train"], owner="training")
+    shapes = model.supported_shapes(model_config)
+    if task.shape not in shapes:
+        does = " and ".join(shapes)
+        if task.shape in model.supported_shapes():  # the overrides narrowed it (bidirectional=true, say)
+            raise ZooError(f"with the settings given, model {model.name!r} does only {does}, and task "
+                           f"{task.name!r} is {task.shape}")
+        fits = ", ".join(reg.compatible_models(task)) or "none"
+        raise ZooError(f"model {model.name!r} does not fit task {task.name!r}: the task is {task.shape}, the model "
+                       f"does {does}; models that fit {task.name}: {fits}")
+    return Plan(model, task, model_config, task_config, train_config)

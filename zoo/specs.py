@@ -1,0 +1,158 @@
+"""What plugins register and what flows between them: problems, models, tasks and their configs.
+
+Nothing here imports torch, so listing what is registered stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+MANY_TO_ONE = "many-to-one"  # the last step's state predicts one output (MNIST rows, stock windows)
+MANY_TO_MANY = "many-to-many"  # causal: the output at step t sees inputs up to t only (hihello, charlm)
+SEQ2SEQ = "seq2seq"  # an encoder reads the source, a decoder writes the target
+SHAPES = (MANY_TO_ONE, MANY_TO_MANY, SEQ2SEQ)
+
+
+class ZooError(Exception):
+    """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
+
+
+def param(default: Any, help: str) -> Any:
+    """A config field with its help text, which `zoo train MODEL TASK --help` shows."""
+    return field(default=default, metadata={"help": help})
+
+
+def require(condition: bool, message: str) -> None:
+    """Validate a config value in `__post_init__`; the CLI reports the message as one line."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """The config of a model or task without hyperparameters."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the one training loop runs; each task sets its own defaults (`Task.train_defaults`)."""
+
+    epochs: int = param(10, "passes over the training split")
+    lr: float = param(1e-3, "Adam learning rate")
+    batch_size: int = param(64, "sequences per optimizer step")
+    seed: int = param(0, "seeds weight init, shuffling and dropout, so a run can be repeated")
+    weight_decay: float = param(0.0, "Adam weight decay (L2)")
+    grad_clip: float = param(0.0, "clip the gradient norm to this value; 0 turns clipping off")
+
+    def __post_init__(self):
+        require(self.epochs > 0, f"epochs must be a positive integer, got {self.epochs}")
+        require(self.lr > 0, f"lr (learning rate) must be positive, got {self.lr}")
+        require(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
+        require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a task asks of a network: all a model's build hook ever sees of the task."""
+
+    shape: str  # one of SHAPES
+    output_size: int  # classes (cross-entropy over logits) or regression width (MSE)
+    input_size: int = 0  # real-valued features per step; 0 when the inputs are token ids
+    vocab_size: int = 0  # inputs are token ids in [0, vocab_size); 0 when they are real-valued
+    regression: bool = False  # MSE on real values instead of cross-entropy on classes
+
+    def __post_init__(self):
+        require(self.shape in SHAPES, f"unknown problem shape {self.shape!r}; expected one of {SHAPES}")
+        require((self.input_size > 0) != (self.vocab_size > 0), "a problem has either input_size or vocab_size")
+        require(self.output_size > 0, "output_size must be positive")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network a plugin registers. Presets are Models that share `build` and differ in `defaults`."""
+
+    name: str
+    description: str  # one line, shown by `zoo list`
+    build: Callable[[Any, Problem], Any]  # (config, problem) -> torch.nn.Module
+    config: type = NoConfig  # a dataclass; its fields are the model's hyperparameters
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # a preset's overrides of config defaults
+    # the problem shapes it can solve, or a function of its config that says (bidirectional reads the future)
+    shapes: Any = (MANY_TO_ONE, MANY_TO_MANY)
+    # for recurrent cells: (config, input_size) -> a module with torch.nn.RNN's batch-first interface,
+    # so composite models (an encoder-decoder, say) can be built from any registered cell
+    cell: Callable[[Any, int], Any] | None = None
+    plugin: str = ""  # who registered it, "distribution version"; filled in by the registry
+
+    def supported_shapes(self, config: Any = None) -> tuple[str, ...]:
+        if callable(self.shapes):
+            return tuple(self.shapes(config if config is not None else self.config(**self.defaults)))
+        return tuple(self.shapes)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A problem to learn: it makes the data, judges predictions and answers `zoo predict`."""
+
+    name: str
+    description: str  # one line, shown by `zoo list`
+    shape: str  # one of SHAPES: which models fit
+    data: Callable[[Any, dict | None], "TaskData"]  # (config, meta of an export or None) -> TaskData
+    evaluate: Callable[[Any, "TaskData", str], dict]  # (model, data, split name) -> metrics
+    config: type = NoConfig
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
+    metric: str = "accuracy"  # the headline metric the training log and `zoo list --json` name
+    predict: Callable[..., str] | None = None  # (model, **options) -> text for `zoo predict`
+    predict_params: tuple = ()  # click parameters `zoo predict WEIGHTS ...` accepts for this task
+    plugin: str = ""
+
+    def __post_init__(self):
+        require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}")
+
+
+@dataclass
+class TaskData:
+    """A task's data, ready for the training loop.
+
+    A split is anything with `len(split)` and `split.batch(index) -> (inputs, targets)`, where `index`
+    is a 1-D tensor of example numbers; `zoo.data.TensorSplit` covers the common case.
+    """
+
+    problem: Problem
+    train: Any
+    val: Any = None
+    test: Any = None
+    meta: dict = field(default_factory=dict)  # JSON-serializable (vocabularies, scalers): saved in exports
+
+    def split(self, name: str) -> Any:
+        split = getattr(self, name, None) if name in ("train", "val", "test") else None
+        if split is None:
+            raise ZooError(f"this task has no {name!r} split")
+        return split
+
+    @property
+    def report_split(self) -> str:
+        """The split final metrics come from: test, else validation, else train (the course's toys)."""
+        return "test" if self.test is not None else "val" if self.val is not None else "train"
+
+    @property
+    def monitor_split(self) -> str:
+        """The split the per-epoch log watches: validation when there is one."""
+        return "val" if self.val is not None else self.report_split
+
+
+@dataclass
+class Card:
+    """Everything an export says about itself; `zoo.load(path).zoo` is one."""
+
+    model: str
+    task: str
+    model_config: Any
+    task_config: Any
+    train_config: TrainConfig
+    problem: Problem
+    meta: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
