@@ -1,0 +1,89 @@
+"""Splits the training loop draws batches from, and batched inference over them.
+
+A split needs `len(split)`, `split.batch(index) -> (inputs, targets)` for a 1-D tensor of example
+numbers, and `split.to(device)`. Batches are index selections on tensors that already sit on the
+device: no per-example Python work in the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+
+class TensorSplit:
+    """Examples stacked in tensors along the first dimension; `transform` runs per batch (normalizing, say)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, transform: Callable | None = None):
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs, self.targets, self.transform = inputs, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, index: torch.Tensor):
+        x = self.inputs[index]
+        return (self.transform(x) if self.transform else x), self.targets[index]
+
+    def to(self, device) -> "TensorSplit":
+        return TensorSplit(self.inputs.to(device), self.targets.to(device), self.transform)
+
+
+class Windows:
+    """Sliding windows over a long series, gathered per batch instead of stored.
+
+    Example i reads `inputs[starts[i] : starts[i] + length]`. Its target is the aligned slice of
+    `targets` (many-to-many) or `targets[starts[i] + length - 1]` (many-to-one). Pass
+    `targets = series[1:]` and `inputs = series[:-1]` to predict each next step.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, starts: torch.Tensor, length: int,
+                 many_to_one: bool = False):
+        self.inputs, self.targets, self.starts, self.length = inputs, targets, starts, length
+        self.many_to_one = many_to_one
+        self.offsets = torch.arange(length, device=starts.device)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, index: torch.Tensor):
+        first = self.starts[index]
+        steps = first[:, None] + self.offsets
+        targets = self.targets[first + self.length - 1] if self.many_to_one else self.targets[steps]
+        return self.inputs[steps], targets
+
+    def to(self, device) -> "Windows":
+        return Windows(self.inputs.to(device), self.targets.to(device), self.starts.to(device), self.length,
+                       self.many_to_one)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> Iterator[tuple]:
+    """(outputs, targets) for the whole split, in order, a batch at a time, in eval mode."""
+    was_training = model.training
+    model.eval()
+    split = split.to(device_of(model))
+    try:
+        for index in torch.arange(len(split), device=device_of(model)).split(batch_size):
+            inputs, targets = split.batch(index)
+            yield model(*inputs) if isinstance(inputs, tuple) else model(inputs), targets
+    finally:
+        model.train(was_training)
+
+
+def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
+    """Character ids of `text`; characters outside the vocabulary are a user error, named in one line."""
+    index = {ch: i for i, ch in enumerate(vocab)}
+    unknown = sorted({ch for ch in text if ch not in index})
+    if unknown:
+        from zoo.specs import ZooError
+
+        raise ZooError(f"{what} has characters the model never saw: {''.join(unknown)!r} "
+                       f"(its vocabulary: {''.join(vocab)!r})")
+    return [index[ch] for ch in text]

@@ -1,0 +1,42 @@
+"""The network around a recurrent cell: inputs in, the cell, a linear output layer (the course's "RNN + FC")."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.specs import MANY_TO_ONE, Problem
+
+
+class RecurrentNet(nn.Module):
+    """Token ids or feature vectors -> a recurrent cell -> a linear layer per step or for the last step.
+
+    many-to-many: logits at every step, (batch, time, outputs). many-to-one: the final state of each
+    direction feeds the linear layer, (batch, outputs).
+    """
+
+    def __init__(self, make_cell, config, problem: Problem):
+        super().__init__()
+        self.vocab_size = problem.vocab_size
+        self.many_to_one = problem.shape == MANY_TO_ONE
+        self.hidden_size = config.hidden_size
+        self.directions = 2 if config.bidirectional else 1
+        use_embedding = problem.vocab_size > 0 and config.embed_dim > 0
+        self.embed = nn.Embedding(problem.vocab_size, config.embed_dim) if use_embedding else None
+        input_size = problem.input_size or config.embed_dim or problem.vocab_size
+        self.rnn = make_cell(config, input_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.vocab_size:
+            # one-hot per batch: the course's input, without holding one-hot copies of a whole corpus
+            x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
+        out, _ = self.rnn(x)
+        if self.many_to_one:
+            last = out[:, -1, : self.hidden_size]  # forward direction after reading everything
+            if self.directions == 2:  # backward direction after reading everything, i.e. at step 0
+                last = torch.cat([last, out[:, 0, self.hidden_size :]], dim=-1)
+            out = last
+        return self.head(self.dropout(out))
