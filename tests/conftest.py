@@ -1,0 +1,92 @@
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo import registry as registry_module
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "zoo-adding"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Each test: its own working folder, only built-in plugins, a fresh registry."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(registry_module.LOAD_ENV, "")
+    registry_module.reset()
+    yield
+    registry_module.reset()
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def zoo_cli(runner, *args):
+    from zoo.cli import cli
+
+    return runner.invoke(cli, [str(a) for a in args], prog_name="zoo")
+
+
+def one_line_error(result) -> str:
+    """Assert a failed command printed exactly one `Error:` line and no traceback; return it."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture
+def fake_distribution(tmp_path, monkeypatch):
+    """Put a distribution with a `zoo` entry point on sys.path, as `pip install` would.
+
+    Returns a function (module_source, module_name, entry_name) -> the site folder.
+    """
+    def make(source: str, module: str = "zoo_adding", entry: str = "adding", dist: str = "zoo_adding",
+             version: str = "0.1.0") -> Path:
+        site = tmp_path / "site"
+        site.mkdir(exist_ok=True)
+        (site / f"{module}.py").write_text(source)
+        info = site / f"{dist}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist.replace('_', '-')}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[zoo]\n{entry} = {module}\n")
+        monkeypatch.syspath_prepend(str(site))
+        return site
+
+    yield make
+    for name in [m for m in sys.modules if m.startswith(("zoo_adding", "broken_plugin"))]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def adding_source() -> str:
+    return (EXAMPLE / "zoo_adding.py").read_text()
+
+
+def load_example_module():
+    """The README's example plugin (examples/zoo-adding), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("zoo_adding_example", EXAMPLE / "zoo_adding.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def registry_with_example():
+    """Built-ins plus the example's many-to-one task, so that every model has a task to be tested on."""
+    reg = registry_module.Registry(entry_points=False)
+    reg.add(load_example_module(), registry_module.Plugin("adding", "zoo-adding", "example", builtin=False))
+    return reg
+
+
+@pytest.fixture
+def with_example(monkeypatch):
+    reg = registry_with_example()
+    monkeypatch.setattr(registry_module, "_registry", reg)
+    return reg
