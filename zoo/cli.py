@@ -248,13 +248,14 @@ def _task_of(path: str):
 def eval_command(weights, task_options, settings, device, as_json):
     """Recompute the task's metrics for WEIGHTS, from the file alone."""
     from zoo.checkpoint import load, read_card
+    from zoo.data import device_of
     from zoo.training import evaluate, pick_device
 
     card = read_card(weights)
     task = registry().get_task(card.task)
     overrides = _task_overrides(list(task_options), settings, task.config)
     net = load(weights, pick_device(device), overrides)
-    data = task.data(net.zoo.task_config, net.zoo.meta)
+    data = task.data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
     split = data.report_split
     metrics = {"split": split, **evaluate(task, net, data, split)}
     if as_json:

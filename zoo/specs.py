@@ -5,7 +5,7 @@ Nothing here imports torch, so listing what is registered stays fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 MANY_TO_ONE = "many-to-one"  # the last step's state predicts one output (MNIST rows, stock windows)
@@ -125,6 +125,13 @@ class TaskData:
     val: Any = None
     test: Any = None
     meta: dict = field(default_factory=dict)  # JSON-serializable (vocabularies, scalers): saved in exports
+
+    def to(self, device: Any) -> "TaskData":
+        """The same data with every split moved to `device` once, before training or evaluation."""
+        def move(split):
+            return None if split is None else split.to(device)
+
+        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
     def split(self, name: str) -> Any:
         split = getattr(self, name, None) if name in ("train", "val", "test") else None

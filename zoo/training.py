@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -49,51 +51,35 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
-class _Progress:
+def progress_bar(enabled: bool, length: int, label: str):
     """A per-epoch progress bar on stderr, drawn only on a terminal."""
+    import click
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def __call__(self, length: int, label: str):
-        import click
-
-        if not self.enabled:
-            return _NoBar()
+    if enabled and sys.stderr.isatty():
         return click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True)
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        pass
+    return contextlib.nullcontext(SimpleNamespace(update=lambda steps: None))
 
 
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device,
         log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0) -> dict:
     """Adam over shuffled mini-batches of the train split; logs loss and the task's metrics per epoch.
 
-    `log_every=0` picks an interval that keeps the log to about 20 lines.
+    `data` should already be on `device` (`TaskData.to`). `log_every=0` picks an interval that keeps
+    the log to about 20 lines.
     """
-    train = data.train.to(device)
+    train = data.train
     loss_of = loss_function(data.problem)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
     log_every = log_every or math.ceil(config.epochs / 20)
     steps = math.ceil(len(train) / config.batch_size)
-    bar = _Progress(progress)
     metrics: dict = {}
     for epoch in range(1, config.epochs + 1):
         model.train()
         started = time.perf_counter()
         total = torch.zeros((), device=device)
         order = torch.randperm(len(train), generator=shuffle).to(device)
-        with bar(steps, f"epoch {epoch}/{config.epochs}") as shown:
+        with progress_bar(progress, steps, f"epoch {epoch}/{config.epochs}") as shown:
             for index in order.split(config.batch_size):
                 inputs, targets = train.batch(index)
                 outputs = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
@@ -136,7 +122,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     if target is not None:
         check_writable(target)
     dev = pick_device(device)
-    data = p.task.data(p.task_config, None)
+    data = p.task.data(p.task_config, None).to(dev)
     torch.manual_seed(p.train_config.seed)
     net = p.model.build(p.model_config, data.problem).to(dev)
     params = sum(t.numel() for t in net.parameters())
