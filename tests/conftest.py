@@ -90,3 +90,40 @@ def with_example(monkeypatch):
     reg = registry_with_example()
     monkeypatch.setattr(registry_module, "_registry", reg)
     return reg
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def write_idx(path: Path, array) -> None:
+    """An IDX file as MNIST's are: magic (0, 0, 8 = uint8, ndim), big-endian sizes, then the bytes."""
+    import struct
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+
+
+def digit_like(labels):
+    """28x28 images whose class shows as a bright band of rows, so that a tiny network can learn it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, size=(len(labels), 28, 28))
+    for image, label in zip(images, labels):
+        image[2 * label + 4: 2 * label + 7, 4:24] = 230
+    return images
+
+
+def tiny_mnist(root: Path, folder: str = "MNIST", train: int = 60, test: int = 20) -> Path:
+    """A few dozen images in torchvision's layout: ROOT/FOLDER/raw/*-ubyte."""
+    import numpy as np
+
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = np.arange(count) % 10
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", digit_like(labels))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root

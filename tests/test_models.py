@@ -11,12 +11,14 @@ import torch
 
 import zoo
 from zoo.training import loss_function
-from conftest import registry_with_example
+from conftest import registry_with_example, tiny_mnist
 
-TINY = {
-    "hihello": {},
-    "charlm": {"window": 5, "stride": 7},
-    "adding": {"length": 6, "samples": 24},
+TINY = {  # task name -> (a temporary folder -> settings for small, offline data)
+    "hihello": lambda tmp: {},
+    "charlm": lambda tmp: {"window": 5, "stride": 7},
+    "adding": lambda tmp: {"length": 6, "samples": 24},
+    "mnist": lambda tmp: {"root": tiny_mnist(tmp, "MNIST"), "val_size": 10, "download": False},
+    "fashion-mnist": lambda tmp: {"root": tiny_mnist(tmp, "FashionMNIST"), "val_size": 10, "download": False},
 }
 
 
@@ -28,10 +30,10 @@ def pairs():
 PAIRS = pairs()
 
 
-def tiny(task_name):
+def tiny(task_name, tmp_path):
     if task_name not in TINY:
         pytest.skip(f"no tiny data for task {task_name}: add it to TINY")
-    return TINY[task_name]
+    return TINY[task_name](tmp_path)
 
 
 def test_every_model_has_a_task_to_be_tested_on():
@@ -41,10 +43,10 @@ def test_every_model_has_a_task_to_be_tested_on():
 
 
 @pytest.mark.parametrize("model_name,task_name", PAIRS)
-def test_forward_and_backward(model_name, task_name, with_example):
+def test_forward_and_backward(model_name, task_name, with_example, tmp_path):
     from zoo.plan import plan
 
-    p = plan(model_name, task_name, {"hidden_size": 6, **tiny(task_name)})
+    p = plan(model_name, task_name, {"hidden_size": 6, **tiny(task_name, tmp_path)})
     data = p.task.data(p.task_config, None)
     torch.manual_seed(0)
     net = p.model.build(p.model_config, data.problem)
@@ -63,7 +65,7 @@ def test_forward_and_backward(model_name, task_name, with_example):
 @pytest.mark.parametrize("model_name,task_name", PAIRS)
 def test_export_then_load_reproduces_outputs_exactly(model_name, task_name, with_example, tmp_path):
     path = tmp_path / "weights.safetensors"
-    net = zoo.train(model_name, task_name, {"hidden_size": 6, "epochs": 1, **tiny(task_name)}, out=path,
+    net = zoo.train(model_name, task_name, {"hidden_size": 6, "epochs": 1, **tiny(task_name, tmp_path)}, out=path,
                     device="cpu", log=lambda line: None)
     loaded = zoo.load(path)
     assert not loaded.training

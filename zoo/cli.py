@@ -220,7 +220,12 @@ class TaskCommand(click.Command):
         ctx.meta["zoo.task"] = task = _task_of(path) if path else None
         if task is None:  # an unreadable file: take any arguments, so that loading it says what is wrong
             ctx.allow_extra_args = ctx.ignore_unknown_options = True
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            if task is not None:  # the arguments may be meant for a model of another task
+                e.message += f" ({path} is a {task.name} model: `zoo predict {path} --help` shows what it takes)"
+            raise
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = super().get_params(ctx)
@@ -262,6 +267,9 @@ def eval_command(weights, task_options, settings, device, as_json):
         click.echo(json.dumps(metrics, indent=2))
         return
     click.echo(f"{card.model} on {card.task}, {split} split ({len(data.split(split)):,} examples)")
+    if task.format_metrics is not None:
+        click.echo(task.format_metrics(metrics))
+        return
     stored = card.metrics if card.metrics.get("split") == split else {}
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():

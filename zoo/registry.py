@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "zoo_plugins.gru",
     "zoo_plugins.hihello",
     "zoo_plugins.charlm",
+    "zoo_plugins.mnist",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

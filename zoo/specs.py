@@ -6,7 +6,7 @@ Nothing here imports torch, so listing what is registered stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 MANY_TO_ONE = "many-to-one"  # the last step's state predicts one output (MNIST rows, stock windows)
 MANY_TO_MANY = "many-to-many"  # causal: the output at step t sees inputs up to t only (hihello, charlm)
@@ -44,6 +44,10 @@ class TrainConfig:
     seed: int = param(0, "seeds weight init, shuffling and dropout, so a run can be repeated")
     weight_decay: float = param(0.0, "Adam weight decay (L2)")
     grad_clip: float = param(0.0, "clip the gradient norm to this value; 0 turns clipping off")
+    schedule: Literal["constant", "cosine", "onecycle"] = param(
+        "constant", "learning rate over the run: constant, cosine (down to 0) or onecycle (warm up, then down)")
+    precision: Literal["fp32", "bf16", "auto"] = param(
+        "fp32", "arithmetic of the training steps: bf16 autocast, or auto (bf16 on CPUs with native bf16)")
 
     def __post_init__(self):
         require(self.epochs > 0, f"epochs must be a positive integer, got {self.epochs}")
@@ -104,6 +108,7 @@ class Task:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
     metric: str = "accuracy"  # the headline metric the training log and `zoo list --json` name
+    format_metrics: Callable[[dict], str] | None = None  # metrics -> text for `zoo eval` (tables, say)
     predict: Callable[..., str] | None = None  # (model, **options) -> text for `zoo predict`
     predict_params: tuple = ()  # click parameters `zoo predict WEIGHTS ...` accepts for this task
     plugin: str = ""
@@ -146,8 +151,8 @@ class TaskData:
 
     @property
     def monitor_split(self) -> str:
-        """The split the per-epoch log watches: validation when there is one."""
-        return "val" if self.val is not None else self.report_split
+        """The split the per-epoch log watches: validation when there is one; never the test split."""
+        return "val" if self.val is not None else "train"
 
 
 @dataclass
