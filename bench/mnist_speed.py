@@ -75,10 +75,11 @@ def zoo_epoch():
 def dataloader_epoch():
     from torchvision import datasets, transforms
 
-    from zoo_plugins.mnist import SOURCES, data_root
+    from zoo.download import data_root
+    from zoo_plugins.mnist import SOURCES
 
     source = SOURCES[args.task]
-    dataset = getattr(datasets, source.folder)(data_root(p.task_config), train=True, transform=transforms.Compose(
+    dataset = getattr(datasets, source.folder)(data_root(p.task_config.root), train=True, transform=transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((source.mean,), (source.std,))]))
     dataset = torch.utils.data.Subset(dataset, range(len(images)))  # as many images as the others see
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True)

@@ -69,7 +69,7 @@ def make_data(config: CharLMConfig, meta: dict | None) -> zoo.TaskData:
                            f"{config.window}")
 
     def windows(first):
-        return Windows(ids[:-1], ids[1:], first, config.window)
+        return Windows(ids, ids, first, config.window, horizon=1)
 
     problem = zoo.Problem(zoo.MANY_TO_MANY, output_size=len(vocab), vocab_size=len(vocab))
     return zoo.TaskData(problem, train=windows(train), val=windows(val) if val is not None else None,
@@ -111,10 +111,9 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
         nll += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
     positions = len(windows) * windows.length
     # greedy generation from the split's first window, compared with the text that follows it
-    first = int(windows.starts[0])
-    text = windows.inputs[first: first + windows.length + CHECKED_CHARS].tolist()
-    truth = windows.targets[first + windows.length - 1: first + windows.length - 1 + CHECKED_CHARS].tolist()
-    made = generate(model, text[: windows.length], len(truth), windows.length)
+    first, ids = int(windows.starts[0]), windows.inputs
+    truth = ids[first + windows.length: first + windows.length + CHECKED_CHARS].tolist()
+    made = generate(model, ids[first: first + windows.length].tolist(), len(truth), windows.length)
     matched = next((i for i, (a, b) in enumerate(zip(made, truth)) if a != b), len(truth))
     return {"accuracy": last / len(windows), "char_accuracy": every / positions,
             "perplexity": math.exp(nll / positions), "reproduced": matched / len(truth)}

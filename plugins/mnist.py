@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 import zoo
+from zoo.download import DATA_ENV, data_root
 
-DATA_ENV = "ZOO_DATA"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -50,10 +50,6 @@ class RowsConfig:
         zoo.require(self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}")
 
 
-def data_root(config: RowsConfig) -> Path:
-    return Path(config.root or os.environ.get(DATA_ENV) or "datasets")
-
-
 def unpack(gz_folder: Path, raw: Path) -> None:
     """Decompress the four .gz files into the folder torchvision reads, each through a temporary file."""
     raw.mkdir(parents=True, exist_ok=True)
@@ -83,7 +79,7 @@ def fetch(source: Source, config: RowsConfig):
     from torchvision import datasets
 
     cls = getattr(datasets, source.folder)
-    root = data_root(config)
+    root = data_root(config.root)
     raw = root / source.folder / "raw"
     missing = [name for name in FILES if not (raw / name).is_file()]
     if missing and source.debian and all((source.debian / f"{name}.gz").is_file() for name in FILES):

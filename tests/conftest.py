@@ -127,3 +127,37 @@ def tiny_mnist(root: Path, folder: str = "MNIST", train: int = 60, test: int = 2
         write_idx(raw / f"{prefix}-images-idx3-ubyte", digit_like(labels))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return root
+
+
+def price_rows(days: int = 80, seed: int = 0):
+    """(date, open, high, low, volume, close) of a random walk, oldest first."""
+    import datetime
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.normal(0, 1, days))
+    first = datetime.date(2020, 1, 1)
+    for day in range(days):
+        c = close[day]
+        yield ((first + datetime.timedelta(days=day)).isoformat(), c + rng.normal(0, 0.3), c + 1 + rng.random(),
+               c - 1 - rng.random(), float(rng.integers(1_000_000, 2_000_000)), c)
+
+
+def write_course_prices(path: Path, days: int = 80) -> Path:
+    """The course's format: two # lines, no header, newest first, Open,High,Low,Volume,Close."""
+    rows = [f"{o:.6f},{h:.6f},{low:.6f},{v:.0f},{c:.6f}" for _, o, h, low, v, c in price_rows(days)]
+    path.write_text("# http://finance.yahoo.com/quote/GOOG/history?ltr=1\n# Open,High,Low,Volume,Close\n"
+                    + "\n".join(reversed(rows)) + "\n")
+    return path
+
+
+def write_yahoo_prices(path: Path, days: int = 80, shuffle: bool = True) -> Path:
+    """The common download format: a header, Date first, Adj Close, and (here) rows in no order."""
+    import random
+
+    rows = [f"{d},{o:.6f},{h:.6f},{low:.6f},{c:.6f},{c:.6f},{v:.0f}" for d, o, h, low, v, c in price_rows(days)]
+    if shuffle:
+        random.Random(1).shuffle(rows)
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + "\n".join(rows) + "\n")
+    return path

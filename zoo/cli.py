@@ -250,7 +250,8 @@ def _task_of(path: str):
               help="change a task setting, e.g. the data to evaluate on: -o text=other.txt")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
-def eval_command(weights, task_options, settings, device, as_json):
+@click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
+def eval_command(weights, task_options, settings, device, as_json, plot):
     """Recompute the task's metrics for WEIGHTS, from the file alone."""
     from zoo.checkpoint import load, read_card
     from zoo.data import device_of
@@ -262,7 +263,12 @@ def eval_command(weights, task_options, settings, device, as_json):
     net = load(weights, pick_device(device), overrides)
     data = task.data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
     split = data.report_split
+    if plot and task.plot is None:
+        raise ZooError(f"task {task.name!r} has no plot")
     metrics = {"split": split, **evaluate(task, net, data, split)}
+    if plot:
+        task.plot(net, data, split, plot)
+        click.echo(f"plotted {split} predictions to {plot}", err=True)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return

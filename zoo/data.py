@@ -34,15 +34,15 @@ class TensorSplit:
 class Windows:
     """Sliding windows over a long series, gathered per batch instead of stored.
 
-    Example i reads `inputs[starts[i] : starts[i] + length]`. Its target is the aligned slice of
-    `targets` (many-to-many) or `targets[starts[i] + length - 1]` (many-to-one). Pass
-    `targets = series[1:]` and `inputs = series[:-1]` to predict each next step.
+    Example i reads `inputs[s : s + length]` with `s = starts[i]`. Its target is
+    `targets[s + horizon : s + horizon + length]` (many-to-many) or `targets[s + length - 1 + horizon]`
+    (many-to-one): with `horizon=1` every step predicts the next one.
     """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, starts: torch.Tensor, length: int,
-                 many_to_one: bool = False):
+                 many_to_one: bool = False, horizon: int = 0):
         self.inputs, self.targets, self.starts, self.length = inputs, targets, starts, length
-        self.many_to_one = many_to_one
+        self.many_to_one, self.horizon = many_to_one, horizon
         self.offsets = torch.arange(length, device=starts.device)
 
     def __len__(self) -> int:
@@ -51,12 +51,14 @@ class Windows:
     def batch(self, index: torch.Tensor):
         first = self.starts[index]
         steps = first[:, None] + self.offsets
-        targets = self.targets[first + self.length - 1] if self.many_to_one else self.targets[steps]
-        return self.inputs[steps], targets
+        if self.many_to_one:
+            return self.inputs[steps], self.targets[first + self.length - 1 + self.horizon]
+        return self.inputs[steps], self.targets[steps + self.horizon]
 
     def to(self, device) -> "Windows":
-        return Windows(self.inputs.to(device), self.targets.to(device), self.starts.to(device), self.length,
-                       self.many_to_one)
+        inputs = self.inputs.to(device)
+        targets = inputs if self.targets is self.inputs else self.targets.to(device)  # one copy of a shared series
+        return Windows(inputs, targets, self.starts.to(device), self.length, self.many_to_one, self.horizon)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "zoo_plugins.hihello",
     "zoo_plugins.charlm",
     "zoo_plugins.mnist",
+    "zoo_plugins.stock",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

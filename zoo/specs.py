@@ -109,6 +109,7 @@ class Task:
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
     metric: str = "accuracy"  # the headline metric the training log and `zoo list --json` name
     format_metrics: Callable[[dict], str] | None = None  # metrics -> text for `zoo eval` (tables, say)
+    plot: Callable[[Any, "TaskData", str, str], None] | None = None  # (model, data, split, png path): `zoo eval --plot`
     predict: Callable[..., str] | None = None  # (model, **options) -> text for `zoo predict`
     predict_params: tuple = ()  # click parameters `zoo predict WEIGHTS ...` accepts for this task
     plugin: str = ""

@@ -1,0 +1,55 @@
+"""Where tasks keep their data, and fetching a file so that a bad download never lands under its name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from zoo.specs import ZooError
+
+DATA_ENV = "ZOO_DATA"  # overrides ./datasets for every task
+
+
+def data_root(root: str = "") -> Path:
+    """`root` when given, else $ZOO_DATA, else ./datasets."""
+    return Path(root or os.environ.get(DATA_ENV) or "datasets")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, path: Path, sha256: str, timeout: float = 30) -> Path:
+    """`path`, downloading `url` there first unless a file with the right sha256 is already there.
+
+    The bytes go to a temporary file beside `path` and are renamed only once their sha256 matches,
+    so an interrupted or wrong download leaves nothing behind.
+    """
+    if path.is_file() and sha256_of(path) == sha256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ZooError(f"the download of {url} has sha256 {digest.hexdigest()}, not the expected {sha256}; "
+                           f"nothing was saved")
+        os.replace(tmp, path)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise ZooError(f"could not download {url} ({reason})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
