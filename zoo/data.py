@@ -7,6 +7,7 @@ device: no per-example Python work in the loop.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Iterator
 
 import torch
@@ -89,3 +90,40 @@ def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
         raise ZooError(f"{what} has characters the model never saw: {''.join(unknown)!r} "
                        f"(its vocabulary: {''.join(vocab)!r})")
     return [index[ch] for ch in text]
+
+
+class PairSplit:
+    """Source and target token sequences for seq2seq, padded once; a batch is trimmed to its longest member.
+
+    Inputs are `(source, source_lengths, target_in)` with `target_in = <s> + target`; the targets are
+    `target + </s>`, padded with -100, which the cross-entropy loss ignores.
+    """
+
+    def __init__(self, sources: list[list[int]], targets: list[list[int]]):
+        from zoo.specs import BOS, EOS, PAD
+
+        self.src, self.src_len = _padded(sources, PAD)
+        self.tgt_in, self.tgt_len = _padded([[BOS] + t for t in targets], PAD)
+        self.tgt_out, _ = _padded([t + [EOS] for t in targets], -100)
+
+    def __len__(self) -> int:
+        return len(self.src_len)
+
+    def batch(self, index: torch.Tensor):
+        source_length, target_length = self.src_len[index], self.tgt_len[index]
+        s, t = int(source_length.max()), int(target_length.max())
+        return (self.src[index, :s], source_length, self.tgt_in[index, :t]), self.tgt_out[index, :t]
+
+    def to(self, device) -> "PairSplit":
+        moved = copy.copy(self)
+        for name in ("src", "src_len", "tgt_in", "tgt_len", "tgt_out"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
+
+
+def _padded(sequences: list[list[int]], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in sequences])
+    out = torch.full((len(sequences), int(lengths.max()) if len(sequences) else 0), fill, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        out[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+    return out, lengths

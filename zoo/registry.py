@@ -34,6 +34,8 @@ BUILTIN_PLUGINS = (
     "zoo_plugins.charlm",
     "zoo_plugins.mnist",
     "zoo_plugins.stock",
+    "zoo_plugins.seq2seq",
+    "zoo_plugins.translate",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

@@ -13,6 +13,10 @@ MANY_TO_MANY = "many-to-many"  # causal: the output at step t sees inputs up to 
 SEQ2SEQ = "seq2seq"  # an encoder reads the source, a decoder writes the target
 SHAPES = (MANY_TO_ONE, MANY_TO_MANY, SEQ2SEQ)
 
+# seq2seq vocabularies start with these, so that tasks and models agree on their ids
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+PAD, BOS, EOS, UNK = range(len(SPECIAL_TOKENS))
+
 
 class ZooError(Exception):
     """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
@@ -62,7 +66,7 @@ class Problem:
     """What a task asks of a network: all a model's build hook ever sees of the task."""
 
     shape: str  # one of SHAPES
-    output_size: int  # classes (cross-entropy over logits) or regression width (MSE)
+    output_size: int  # classes (cross-entropy over logits), regression width (MSE), or target vocabulary
     input_size: int = 0  # real-valued features per step; 0 when the inputs are token ids
     vocab_size: int = 0  # inputs are token ids in [0, vocab_size); 0 when they are real-valued
     regression: bool = False  # MSE on real values instead of cross-entropy on classes
