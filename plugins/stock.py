@@ -277,6 +277,7 @@ def register_tasks(register):
         train_defaults={"epochs": 500, "lr": 0.01, "batch_size": 1024},
         model_defaults={"hidden_size": 10},
         metric="rmse",
+        minimize=True,
         plot=plot,
         predict=predict,
         predict_params=(click.Option(["--data"], type=click.Path(dir_okay=False),

@@ -52,9 +52,9 @@ def test_train_eval_predict_hihello(runner, tmp_path):
     result = zoo_cli(runner, "train", "rnn", "hihello")
     assert result.exit_code == 0, result.output
     assert "epoch 100/100" in result.output
-    path = tmp_path / "checkpoints" / "rnn-hihello.safetensors"
+    path = tmp_path / "checkpoints" / "rnn-hihello" / "model.safetensors"
     assert path.is_file()
-    result = zoo_cli(runner, "eval", path)
+    result = zoo_cli(runner, "eval", path.parent)  # a run folder stands for its export
     assert result.exit_code == 0, result.output
     assert "prediction   ihello" in result.output
     result = zoo_cli(runner, "predict", path, "hihell")
@@ -83,7 +83,8 @@ def test_options_reach_the_configs(runner, tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads(zoo_cli(runner, "info", out, "--json").output)
     assert info["train_config"] == {"epochs": 3, "lr": 0.05, "batch_size": 2, "seed": 7, "weight_decay": 0.0,
-                                    "grad_clip": 1.5, "schedule": "cosine", "precision": "fp32"}
+                                    "grad_clip": 1.5, "schedule": "cosine", "precision": "fp32",
+                                    "patience": 0}
     assert info["model_config"]["num_layers"] == 2 and info["task_config"] == {"word": "hello"}
     assert info["meta"]["vocab"] == ["h", "e", "l", "o"]
 
@@ -133,6 +134,7 @@ BAD_TRAINING = [
     (["lstm", "charlm", "--text", "latin1.txt"], "is not UTF-8 text (byte 0xe9 at offset 3)"),
     (["lstm", "charlm", "--text", "short.txt"], "has 5 characters; charlm needs at least window + 1 = 11"),
     (["lstm", "charlm", "--out", "checkpoints"], "is a directory"),
+    (["lstm", "charlm", "--resume"], "state.safetensors is not a safetensors file"),
 ]
 
 
@@ -140,13 +142,15 @@ BAD_TRAINING = [
 def test_bad_training_input_is_one_line_and_changes_nothing(runner, tmp_path, args, message):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait, s'il vous pla\xeet".encode("latin-1"))
     (tmp_path / "short.txt").write_text("hello")
-    existing = tmp_path / "checkpoints" / f"{args[0]}-{args[1]}.safetensors"
-    existing.parent.mkdir()
-    existing.write_bytes(b"an earlier export")
+    run = tmp_path / "checkpoints" / f"{args[0]}-{args[1]}"
+    run.mkdir(parents=True)
+    earlier = {name: f"an earlier run's {name}".encode() for name in ("model.safetensors", "config.json",
+                                                                      "metrics.jsonl", "state.safetensors")}
+    for name, content in earlier.items():
+        (run / name).write_bytes(content)
     line = one_line_error(zoo_cli(runner, "train", *args))
     assert message in line
-    assert existing.read_bytes() == b"an earlier export"
-    assert sorted(p.name for p in existing.parent.iterdir()) == [existing.name]
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == earlier
 
 
 def test_unknown_command_is_one_line(runner):

@@ -70,6 +70,16 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
     return path
 
 
+def weights_file(path: str | Path) -> Path:
+    """The export a path stands for: the file itself, or a run folder's export."""
+    path = Path(path)
+    if path.is_dir():
+        from zoo.runs import Run
+
+        return Path(Run(path).config()["export"])
+    return path
+
+
 def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
     """(metadata, tensor entries) of a safetensors file, checked for truncation; torch is not needed."""
     path = Path(path)

@@ -26,6 +26,13 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
+class Stopped(UserError):
+    """Training stopped on request: said plainly, not as an error."""
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 class ZooGroup(click.Group):
     """Adds plugin commands lazily and turns user errors into one line."""
 
@@ -70,9 +77,10 @@ def cli():
 
     \b
       zoo list                          models and tasks, and the plugins behind them
-      zoo train rnn hihello             train, then export checkpoints/rnn-hihello.safetensors
-      zoo eval checkpoints/rnn-hihello.safetensors
-      zoo predict checkpoints/rnn-hihello.safetensors hihell
+      zoo train rnn hihello             train; the run goes to checkpoints/rnn-hihello/
+      zoo eval checkpoints/rnn-hihello  recompute the metrics from the exported weights
+      zoo predict checkpoints/rnn-hihello hihell
+      zoo runs                          the runs so far, with their best metrics
     """
 
 
@@ -188,23 +196,77 @@ class TrainCommand(click.Command):
 @click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="any model, task or training hyperparameter, e.g. -o hidden_size=32 (repeatable)")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-@click.option("--out", type=click.Path(), help="where to export [default: checkpoints/MODEL-TASK.safetensors]")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="the run's folder: config, metrics log, state, export [default: checkpoints/MODEL-TASK]")
+@click.option("--out", type=click.Path(dir_okay=False), help="put the export here instead of RUN_DIR/model.safetensors")
+@click.option("--resume", is_flag=True, help="continue the run saved in the run folder")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, out, log_every, quiet):
+def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
+          log_every, quiet):
     """Train MODEL on TASK and export the weights as self-describing safetensors.
 
-    The export is the only file written (atomically); `zoo eval` and `zoo predict` use it directly.
+    Everything goes to the run folder; Ctrl-C stops between two steps and saves the state for
+    --resume (or `zoo resume RUN_DIR`).
     """
-    from zoo.training import train as run
-
     reg = registry()
     spec, job = reg.get_model(model), reg.get_task(task)
     chosen = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
     pairs = [f"train.{k}={v}" for k, v in chosen.items() if v is not None]
     pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig]) + list(settings)
-    log = (lambda line: None) if quiet else click.echo
-    run(model, task, pairs, device=device, out=out, log=log, progress=not quiet, log_every=log_every)
+    _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, quiet=quiet,
+                  log_every=log_every)
+
+
+def _run_training(model, task, pairs, *, quiet, **options):
+    from zoo.training import Interrupted, train as run
+
+    try:
+        run(model, task, pairs, log=(lambda line: None) if quiet else click.echo, progress=not quiet, **options)
+    except Interrupted as e:
+        raise Stopped(f"{e}; the state is saved", exit_code=130) from None
+
+
+@cli.command("resume")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--device", default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+def resume_command(run_dir, device, quiet):
+    """Continue the training run saved in RUN_DIR, with its own settings."""
+    from zoo.runs import Run
+
+    info = Run(run_dir).state_info()
+    _run_training(info["model"], info["task"], [], device=device, out=None, run_dir=run_dir, resume=True,
+                  quiet=quiet, log_every=0)
+
+
+@cli.command("runs")
+@click.argument("root", default="checkpoints", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def runs_command(root, as_json):
+    """List the training runs under ROOT (default: checkpoints) with their best metrics."""
+    from zoo.runs import find_runs, summary
+
+    rows = [summary(run) for run in find_runs(root)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise ZooError(f"no runs in {root}")
+    _table([[r["run"], r["model"], r["task"], r["epochs"], r["status"],
+             "" if r["best"] is None else f"{r['metric']} {r['best']:.4f} (epoch {r['best_epoch']})"] for r in rows],
+           ["RUN", "MODEL", "TASK", "EPOCHS", "STATUS", "BEST"])
+
+
+@cli.command("plot")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True)
+def plot_command(run_dir, out):
+    """Draw a run's loss and metric curves (needs matplotlib: pip install 'rnn-zoo[plot]')."""
+    from zoo.runs import Run, plot_curves
+
+    plot_curves(Run(run_dir), out)
+    click.echo(f"plotted {run_dir} to {out}")
 
 
 def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: type) -> dict[str, str]:
@@ -235,10 +297,10 @@ class TaskCommand(click.Command):
 
 def _task_of(path: str):
     """The registered task a weights file names, or None (the command then reports what is wrong)."""
-    from zoo.checkpoint import read_header
+    from zoo.checkpoint import read_header, weights_file
 
     try:
-        return registry().tasks.get(read_header(path)[0].get("task", ""))
+        return registry().tasks.get(read_header(weights_file(path))[0].get("task", ""))
     except ZooError:
         return None
 
@@ -253,10 +315,11 @@ def _task_of(path: str):
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
 def eval_command(weights, task_options, settings, device, as_json, plot):
     """Recompute the task's metrics for WEIGHTS, from the file alone."""
-    from zoo.checkpoint import load, read_card
+    from zoo.checkpoint import load, read_card, weights_file
     from zoo.data import device_of
     from zoo.training import evaluate, pick_device
 
+    weights = weights_file(weights)
     card = read_card(weights)
     task = registry().get_task(card.task)
     overrides = _task_overrides(list(task_options), settings, task.config)
@@ -292,10 +355,10 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
 @click.option("--device", default="cpu", show_default=True)
 def predict_command(weights, device, **options):
     """Run WEIGHTS on new input; the options depend on the task (`zoo predict WEIGHTS --help`)."""
-    from zoo.checkpoint import load
+    from zoo.checkpoint import load, weights_file
     from zoo.training import pick_device
 
-    net = load(weights, pick_device(device))
+    net = load(weights_file(weights), pick_device(device))
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
@@ -309,9 +372,9 @@ def info_command(weights, as_json):
     """Show what an exported weights file says about itself (no torch needed)."""
     from dataclasses import asdict
 
-    from zoo.checkpoint import read_card
+    from zoo.checkpoint import read_card, weights_file
 
-    card = read_card(weights)
+    card = read_card(weights_file(weights))
     fields = {"model": card.model, "task": card.task, "model_config": to_dict(card.model_config),
               "task_config": to_dict(card.task_config), "train_config": to_dict(card.train_config),
               "problem": asdict(card.problem), "metrics": card.metrics, "versions": card.versions}

@@ -24,13 +24,15 @@ class Plan:
     train_config: TrainConfig
 
 
-def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Plan:
+def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str, Any] = (),
+         saved: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
     """Look up both plugins, check they fit, and build the three configs.
 
     Precedence, lowest first: config defaults, the task's suggestions (model hidden size, epochs...),
-    the preset's settings, then `overrides` (`key=value` strings or a dict, keys optionally
-    qualified as model./task./train.).
+    the preset's settings, `saved` (the configs of a run being resumed: keys model, task, train),
+    then `overrides` (`key=value` strings or a dict, keys optionally qualified as model./task./train.).
     """
+    saved = saved or {}
     reg = registry()
     model, task = reg.get_model(model_name), reg.get_task(task_name)
     namespaces = {"model": (model.name, model.config), "task": (task.name, task.config),
@@ -38,9 +40,10 @@ def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str
     pairs = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else list(overrides)
     routed = route_overrides(pairs, namespaces)
     model_config = make_config(model.config, applicable(model.config, task.model_defaults), model.defaults,
-                               routed["model"], owner=model.name)
-    task_config = make_config(task.config, routed["task"], owner=task.name)
-    train_config = make_config(TrainConfig, task.train_defaults, routed["train"], owner="training")
+                               saved.get("model", {}), routed["model"], owner=model.name)
+    task_config = make_config(task.config, saved.get("task", {}), routed["task"], owner=task.name)
+    train_config = make_config(TrainConfig, task.train_defaults, saved.get("train", {}), routed["train"],
+                               owner="training")
     shapes = model.supported_shapes(model_config)
     if task.shape not in shapes:
         does = " and ".join(shapes)

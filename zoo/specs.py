@@ -52,6 +52,8 @@ class TrainConfig:
         "constant", "learning rate over the run: constant, cosine (down to 0) or onecycle (warm up, then down)")
     precision: Literal["fp32", "bf16", "auto"] = param(
         "fp32", "arithmetic of the training steps: bf16 autocast, or auto (bf16 on CPUs with native bf16)")
+    patience: int = param(0, "stop after this many epochs without a better validation metric and keep the best "
+                             "weights; 0 trains every epoch")
 
     def __post_init__(self):
         require(self.epochs > 0, f"epochs must be a positive integer, got {self.epochs}")
@@ -59,6 +61,7 @@ class TrainConfig:
         require(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        require(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class Task:
     config: type = NoConfig
     train_defaults: Mapping[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
-    metric: str = "accuracy"  # the headline metric the training log and `zoo list --json` name
+    metric: str = "accuracy"  # the headline metric: early stopping watches it, `zoo runs` shows its best
+    minimize: bool = False  # True when lower is better (errors, perplexity)
     format_metrics: Callable[[dict], str] | None = None  # metrics -> text for `zoo eval` (tables, say)
     plot: Callable[[Any, "TaskData", str, str], None] | None = None  # (model, data, split, png path): `zoo eval --plot`
     predict: Callable[..., str] | None = None  # (model, **options) -> text for `zoo predict`

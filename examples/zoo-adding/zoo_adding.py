@@ -66,6 +66,7 @@ def register_tasks(register):
         config=AddingConfig,
         train_defaults={"epochs": 20, "lr": 0.01, "batch_size": 64},
         metric="mse",
+        minimize=True,
         predict=predict,
         predict_params=(click.Argument(["values"]),),
     ))
