@@ -2,8 +2,6 @@
 
 import gzip
 import hashlib
-import http.server
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,28 +82,16 @@ def test_a_failed_download_is_one_line(runner, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def mirror(tmp_path):
-    """A local HTTP server holding gzipped tiny IDX files, and their md5 sums."""
-    served = tmp_path / "served"
+def mirror(tmp_path, server):
+    """The local server holding gzipped tiny IDX files; yields (its url, torchvision-style resources)."""
+    served, url = server
     tiny_mnist(tmp_path / "made")
-    served.mkdir()
     resources = []
     for name in IDX_FILES:
         data = gzip.compress((tmp_path / "made" / "MNIST" / "raw" / name).read_bytes())
         (served / f"{name}.gz").write_bytes(data)
         resources.append((f"{name}.gz", hashlib.md5(data).hexdigest()))
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", resources
-    server.shutdown()
+    return f"{url}/", resources
 
 
 def test_first_run_downloads_through_torchvision(runner, tmp_path, monkeypatch, mirror):

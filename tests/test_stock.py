@@ -1,8 +1,6 @@
 """The stock task: both CSV formats, scaling without a look at the future, download, reports, bad files."""
 
 import hashlib
-import http.server
-import threading
 
 import pytest
 import torch
@@ -96,25 +94,6 @@ def test_plot_without_matplotlib_says_how_to_get_it(runner, tmp_path, monkeypatc
             "--out", out)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     assert "pip install 'rnn-zoo[plot]'" in one_line_error(zoo_cli(runner, "eval", out, "--plot", tmp_path / "p.png"))
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server over a folder; yields (folder, base url)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(folder), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def test_first_run_downloads_and_verifies(runner, tmp_path, monkeypatch, server):
