@@ -72,7 +72,8 @@ print(f"  course script (RNN, hidden 5):     {sum(r == 'ihello' for r, _ in cour
       f"e.g. {course[0][0]!r}, {sum(t for _, t in course) / args.seeds:.2f} s per run")
 for model in ("rnn", "lstm", "gru"):
     runs = [timed(zoo.train, model, "hihello", {"seed": s}, out=False, log=lambda line: None) for s in seeds]
-    print(f"  zoo train {model} hihello:{'':<{10 - len(model)}}{sum(n.zoo.metrics['prediction'] == 'ihello' for n, _ in runs)}/{args.seeds}  "
+    exact = sum(n.zoo.metrics["prediction"] == "ihello" for n, _ in runs)
+    print(f"  zoo train {model} hihello:{'':<{10 - len(model)}}{exact}/{args.seeds}  "
           f"{sum(t for _, t in runs) / args.seeds:.2f} s per run")
 
 print(f"\ncharlm, {args.seeds} seeds: next-character accuracy after each window of 10 (min over seeds), "
@@ -82,6 +83,7 @@ print(f"  course script (2-layer RNN + FC):  accuracy {min(r[0] for r, _ in cour
       f"rebuilt {sum(r[1] for r, _ in course)}/{args.seeds}  {sum(t for _, t in course) / args.seeds:.2f} s per run")
 for model in ("rnn", "lstm", "gru"):
     runs = [timed(zoo.train, model, "charlm", {"seed": s}, out=False, log=lambda line: None) for s in seeds]
-    print(f"  zoo train {model} charlm:{'':<{11 - len(model)}}accuracy {min(n.zoo.metrics['accuracy'] for n, _ in runs):.4f}  "
+    worst = min(n.zoo.metrics["accuracy"] for n, _ in runs)
+    print(f"  zoo train {model} charlm:{'':<{11 - len(model)}}accuracy {worst:.4f}  "
           f"rebuilt {sum(n.zoo.metrics['reproduced'] == 1.0 for n, _ in runs)}/{args.seeds}  "
           f"{sum(t for _, t in runs) / args.seeds:.2f} s per run")

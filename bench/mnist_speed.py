@@ -19,7 +19,6 @@ import time
 import torch
 from torch.nn import functional as F
 
-import zoo
 from zoo.plan import plan
 from zoo.training import autocast_dtype, fit, make_scheduler
 
@@ -101,7 +100,7 @@ for round_ in range(args.rounds):
     print(f"round {round_ + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}s" for n in ways), flush=True)
 
 median = {name: statistics.median(t) for name, t in times.items()}
-print(f"\nmedian seconds per epoch: " + ", ".join(f"{n} {m:.2f}" for n, m in median.items()))
+print("\nmedian seconds per epoch: " + ", ".join(f"{n} {m:.2f}" for n, m in median.items()))
 zoo_vs_reference = median["zoo"] / median["reference (hand loop)"]
 dataloader_vs_zoo = median["dataloader"] / median["zoo"]
 print(f"zoo / reference  = {zoo_vs_reference:.3f}  (target <= 1.10: {'met' if zoo_vs_reference <= 1.10 else 'MISSED'})")

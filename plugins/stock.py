@@ -135,7 +135,6 @@ def is_number(cell: str) -> bool:
 def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from zoo.data import Windows
 
     path = price_file(config)
     prices = read_prices(path, config)

@@ -78,7 +78,8 @@ def test_train_charlm_and_generate(runner, tmp_path):
 def test_options_reach_the_configs(runner, tmp_path):
     out = tmp_path / "w.safetensors"
     result = zoo_cli(runner, "train", "lstm", "hihello", "--out", out, "-e", "3", "--lr", "0.05", "-b", "2",
-                     "--seed", "7", "--schedule", "cosine", "--num-layers=2", "--no-bidirectional", "-o", "train.grad_clip=1.5",
+                     "--seed", "7", "--schedule", "cosine", "--num-layers=2", "--no-bidirectional",
+                     "-o", "train.grad_clip=1.5",
                      "--word", "hello")
     assert result.exit_code == 0, result.output
     info = json.loads(zoo_cli(runner, "info", out, "--json").output)

@@ -53,14 +53,16 @@ def test_bidirectional_models_only_fit_many_to_one():
 
 def test_a_plugin_registered_in_a_fixture_is_listed():
     reg = registry()
-    reg.add(module_with(register_models=lambda register: register(toy_model())), Plugin("toy", "toy-dist", "1.0", False))
+    plugin = module_with(register_models=lambda register: register(toy_model()))
+    reg.add(plugin, Plugin("toy", "toy-dist", "1.0", False))
     assert reg.get_model("toy").plugin == "toy-dist 1.0"
     assert reg.plugins["toy"].hooks == ["register_models"]
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both():
     reg = registry()
-    reg.add(module_with(register_models=lambda register: register(toy_model("lstm"))), Plugin("copycat", "cc", "2.0", False))
+    plugin = module_with(register_models=lambda register: register(toy_model("lstm")))
+    reg.add(plugin, Plugin("copycat", "cc", "2.0", False))
     with pytest.raises(zoo.ZooError) as error:
         reg.models
     message = str(error.value)

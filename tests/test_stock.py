@@ -137,11 +137,12 @@ HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 GOOD = "".join(f"2020-01-{d:02d},{d}.5,{d + 1},{d - 1}.5,{d},{d},{1000 + d}\n" for d in range(1, 21))
 
 
+NO_VOLUME = "Date,Open,High,Low,Close\n" + "".join(",".join(r.split(",")[:5]) + "\n" for r in GOOD.splitlines())
 BAD = [
-    ("missing column", "Date,Open,High,Low,Close\n" + "".join(",".join(r.split(",")[:5]) + "\n" for r in GOOD.splitlines()),
-     {}, "has no column 'Volume'"),
+    ("missing column", NO_VOLUME, {}, "has no column 'Volume'"),
     ("unknown column", HEADER + GOOD, {"target": "Clsoe"}, "has no column 'Clsoe'; did you mean 'Close'"),
-    ("non-numeric", HEADER + GOOD.replace("2020-01-05,5.5", "2020-01-05,five"), {}, "line 6: Open is 'five', not a number"),
+    ("non-numeric", HEADER + GOOD.replace("2020-01-05,5.5", "2020-01-05,five"), {},
+     "line 6: Open is 'five', not a number"),
     ("empty cell", HEADER + GOOD.replace("2020-01-09,9.5,10,", "2020-01-09,9.5,,"), {}, "line 10: High is empty"),
     ("null row", HEADER + GOOD + "2020-01-21,null,null,null,null,null,null\n", {}, "line 22: Open is empty"),
     ("too few rows", HEADER + "".join(GOOD.splitlines(True)[:8]), {}, "has 8 days; windows of 7 need at least 9"),

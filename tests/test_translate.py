@@ -11,7 +11,8 @@ from zoo.encoder_decoder import reverse_within, run_cell
 from zoo.registry import Plugin, registry
 from zoo_plugins.translate import COURSE_PAIRS, translate
 
-PAIRS = "the cat sleeps\tle chat dort\nthe dog eats\tle chien mange\na cat eats\tun chat mange\nthe dog sleeps\tle chien dort\n"
+PAIRS = ("the cat sleeps\tle chat dort\nthe dog eats\tle chien mange\n"
+         "a cat eats\tun chat mange\nthe dog sleeps\tle chien dort\n")
 
 
 def quiet(line):

@@ -21,9 +21,10 @@ from zoo.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIA
                        NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, param, require)
 
 __all__ = [
-    "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Model", "NoConfig", "Problem", "RecurrentConfig", "Task",
-    "TaskData", "TrainConfig", "ZooError", "cell_models", "get_model", "get_task", "hookimpl", "list_models",
-    "list_tasks", "load", "param", "require", "torch_rnn_kwargs", "train",
+    "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Model",
+    "NoConfig", "Problem", "RecurrentConfig", "Task", "TaskData", "TrainConfig", "ZooError", "cell_models",
+    "get_model", "get_task", "hookimpl", "list_models", "list_tasks", "load", "param", "require",
+    "torch_rnn_kwargs", "train",
 ]
 
 
