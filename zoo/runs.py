@@ -81,10 +81,22 @@ class Run:
             json.dumps(row) + "\n" for row in kept)))
 
     def save_state(self, tensors: dict, info: dict) -> None:
-        from safetensors.torch import save_file
+        """Replace the state (once per epoch, so it is kept cheap: a fixed temporary name, as one
+        process writes; numpy's writer, which skips the torch writer's shared-memory checks)."""
+        import torch
+        from safetensors.numpy import save_file as save_numpy
+        from safetensors.torch import save_file as save_torch
 
         metadata = {"format": STATE_FORMAT, "state": json.dumps(info)}
-        replace_atomically(self.state_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+        tmp = self.state_path.with_name(f".{STATE}.tmp")
+        try:
+            if any(t.dtype == torch.bfloat16 for t in tensors.values()):  # numpy has no bfloat16
+                save_torch(tensors, tmp, metadata=metadata)
+            else:
+                save_numpy({k: t.numpy() for k, t in tensors.items()}, tmp, metadata=metadata)
+            os.replace(tmp, self.state_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""

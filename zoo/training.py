@@ -146,12 +146,13 @@ def stop_requests():
 
 def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
             identity: dict, status: str) -> tuple[dict, dict]:
-    """Everything a resumed run needs, as safetensors tensors and JSON."""
-    tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tensors.update({f"best/{k}": v.cpu().contiguous().clone() for k, v in (best or {}).items()})
+    """Everything a resumed run needs, as safetensors tensors and JSON (the tensors may share memory
+    with the model: write them out before the next step)."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"best/{k}": v.cpu().contiguous() for k, v in (best or {}).items()})
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():
-        tensors.update({f"optimizer/{index}/{name}": t.cpu().contiguous().clone() for name, t in values.items()})
+        tensors.update({f"optimizer/{index}/{name}": t.cpu().contiguous() for name, t in values.items()})
     numpy_state = np.random.get_state()
     tensors["rng/torch"], tensors["rng/shuffle"] = torch.get_rng_state(), shuffle_state
     tensors["rng/numpy"] = torch.from_numpy(numpy_state[1].astype(np.int64))
