@@ -27,6 +27,7 @@ class CharLMConfig:
     val_fraction: float = zoo.param(0.0, "share of the text, from its end, held out for validation")
 
     def __post_init__(self):
+        zoo.absolute_paths(self, "text")
         zoo.require(self.window > 0, f"window must be positive, got {self.window}")
         zoo.require(self.stride > 0, f"stride must be positive, got {self.stride}")
         zoo.require(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")

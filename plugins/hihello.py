@@ -42,6 +42,8 @@ def predict(model, text: str) -> str:
     from zoo.data import device_of, encode
 
     vocab = model.zoo.meta["vocab"]
+    if not text:
+        raise zoo.ZooError("the input is empty: give some characters to continue, such as hihell")
     ids = torch.tensor([encode(text, vocab, "the input")], device=device_of(model))
     with torch.no_grad():
         return "".join(vocab[i] for i in model(ids).argmax(-1)[0].tolist())

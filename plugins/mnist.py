@@ -7,9 +7,7 @@ normalized as a whole, so the training loop does no per-image PIL or transform w
 """
 
 import gzip
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import click
 
 import zoo
 from zoo.download import DATA_ENV, data_root
+from zoo.files import made_dirs, remove_empty, replace_atomically
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -47,6 +46,7 @@ class RowsConfig:
     download: bool = zoo.param(True, "download missing files (an installed Debian package is used first)")
 
     def __post_init__(self):
+        zoo.absolute_paths(self, "root")
         zoo.require(self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}")
 
 
@@ -54,21 +54,20 @@ def unpack(gz_folder: Path, raw: Path) -> None:
     """Decompress the four .gz files into the folder torchvision reads, each through a temporary file."""
     raw.mkdir(parents=True, exist_ok=True)
     for name in FILES:
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.")
-        try:
-            with gzip.open(gz_folder / f"{name}.gz") as src, os.fdopen(fd, "wb") as dst:
+        def write(tmp, name=name):
+            with gzip.open(gz_folder / f"{name}.gz") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            os.replace(tmp, raw / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        replace_atomically(raw / name, write)
 
 
 def download(cls, root: Path) -> str | None:
     """Let torchvision download and unpack the files; None on success, else why it failed."""
+    created = made_dirs(root / cls.__name__ / "raw")
     try:
         cls(root, train=True, download=True)
     except Exception as e:  # torchvision raises RuntimeError, URLError, OSError, ... after trying each mirror
+        remove_empty(created)
         reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
         return f"could not be downloaded ({reason[0]})"
     return None
@@ -162,15 +161,15 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 
 
 def format_metrics(metrics: dict) -> str:
-    classes = list(metrics["per_class_accuracy"])
+    classes = [f"{i} {c}" if not c.startswith(str(i)) else c for i, c in enumerate(metrics["per_class_accuracy"])]
     width = max(len(c) for c in classes)
     lines = [f"accuracy {metrics['accuracy']:.4f}", "", f"{'class':<{width}}  accuracy"]
-    lines += [f"{c:<{width}}  {a:.4f}" for c, a in metrics["per_class_accuracy"].items()]
+    lines += [f"{c:<{width}}  {a:.4f}" for c, a in zip(classes, metrics["per_class_accuracy"].values())]
     cells = max(len(str(v)) for row in metrics["confusion_matrix"] for v in row)
-    lines += ["", "confusion matrix (rows: true class, columns: predicted class, numbered as on the right)",
-              " " * (width + 2) + " ".join(f"{j:>{cells}}" for j in range(len(classes)))]
-    lines += [f"{c:<{width}}  " + " ".join(f"{v:>{cells}}" for v in row) + f"  {i}"
-              for i, (c, row) in enumerate(zip(classes, metrics["confusion_matrix"]))]
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class)",
+              f"{'':<{width}}  " + " ".join(f"{j:>{cells}}" for j in range(len(classes)))]
+    lines += [f"{c:<{width}}  " + " ".join(f"{v:>{cells}}" for v in row)
+              for c, row in zip(classes, metrics["confusion_matrix"])]
     return "\n".join(lines)
 
 
@@ -217,7 +216,8 @@ def predict(model, image: str, background: str, top: int) -> str:
         logits = model(Normalize(meta["mean"], meta["std"])(pixels[None].to(device_of(model))))
     probabilities = torch.softmax(logits[0].float(), -1).cpu()
     best = probabilities.argsort(descending=True)[:top].tolist()
-    return "\n".join(f"{meta['classes'][i]}  {probabilities[i]:.3f}" for i in best)
+    width = max(len(meta["classes"][i]) for i in best)
+    return "\n".join(f"{meta['classes'][i]:<{width}}  {probabilities[i]:.3f}" for i in best)
 
 
 def task(name: str, description: str) -> zoo.Task:

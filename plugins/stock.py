@@ -18,7 +18,7 @@ import click
 
 import zoo
 from zoo.config import suggest
-from zoo.download import data_root, fetch
+from zoo.download import DownloadError, data_root, fetch
 
 URL = "https://raw.githubusercontent.com/deeplearningzerotoall/PyTorch/master/RNN/data-02-stock_daily.csv"
 SHA256 = "9b4259e27f5791a3a3191a96b43945d14f02d415c8afb8297f249b82636c2e0c"
@@ -40,6 +40,7 @@ class StockConfig:
                                     "another parameterization); off reproduces the course")
 
     def __post_init__(self):
+        zoo.absolute_paths(self, "data", "root")
         zoo.require(self.window >= 1, f"window must be positive, got {self.window}")
         zoo.require(0 < self.train_fraction < 1, f"train_fraction must be in (0, 1), got {self.train_fraction}")
         zoo.require(bool(self.columns()), "features must name at least one column")
@@ -63,20 +64,23 @@ def price_file(config: StockConfig) -> Path:
     path = data_root(config.root) / CACHED
     try:
         return fetch(URL, path, SHA256)
-    except zoo.ZooError as e:
-        raise zoo.ZooError(f"the course's GOOG prices are not in {path} and {e}; download {URL} there by hand, "
-                           f"or train on a file of your own with --data FILE") from None
+    except DownloadError as e:
+        raise zoo.ZooError(f"the course's GOOG prices could not be downloaded to {path} ({e.reason}): fetch "
+                           f"{e.url} there by hand, or train on a file of your own with --data FILE") from None
 
 
 def read_prices(path: Path, config: StockConfig) -> Prices:
     """Read the course's format (no header, # comments, newest first) or a header format such as
     Yahoo's Date,Open,High,Low,Close,Adj Close,Volume; every problem is named with its line number."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise zoo.ZooError(f"price file {path} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise zoo.ZooError(f"cannot read {path} as UTF-8 text: {e}") from None
+    except OSError as e:
+        raise zoo.ZooError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise zoo.ZooError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     comments = [line.lstrip("# ").strip() for _, line in lines if line.lstrip().startswith("#")]
     rows = [(n, [cell.strip() for cell in next(csv.reader(io.StringIO(line)))])

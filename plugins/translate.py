@@ -33,6 +33,7 @@ class TranslateConfig:
     val_fraction: float = zoo.param(0.05, "share of a file's pairs held out for the per-epoch validation")
 
     def __post_init__(self):
+        zoo.absolute_paths(self, "pairs")
         zoo.require(self.max_length >= 0, f"max_length must be >= 0, got {self.max_length}")
         for name in ("test_fraction", "val_fraction"):
             zoo.require(0 <= getattr(self, name) < 0.5, f"{name} must be in [0, 0.5), got {getattr(self, name)}")

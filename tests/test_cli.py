@@ -131,7 +131,7 @@ BAD_TRAINING = [
     (["lstm", "charlm", "--epochs", "two"], "'two' is not a valid integer"),
     (["lstm", "charlm", "-o", "window"], "expected key=value"),
     (["lstm", "charlm", "stray"], "unexpected argument 'stray'"),
-    (["lstm", "charlm", "--text", "missing.txt"], "text file missing.txt not found"),
+    (["lstm", "charlm", "--text", "missing.txt"], "missing.txt not found"),
     (["lstm", "charlm", "--text", "latin1.txt"], "is not UTF-8 text (byte 0xe9 at offset 3)"),
     (["lstm", "charlm", "--text", "short.txt"], "has 5 characters; charlm needs at least window + 1 = 11"),
     (["lstm", "charlm", "--out", "checkpoints"], "is a directory"),

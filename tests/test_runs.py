@@ -155,13 +155,17 @@ def test_divergence_stops_with_a_clear_line_and_keeps_the_last_good_state(runner
 
 
 @pytest.fixture
-def saved_run(runner, tmp_path):
-    """A run of gru on hihello stopped after 5 of 30 epochs, as a kill would leave it."""
+def saved_run(tmp_path):
+    """A run of gru on hihello stopped by Ctrl-C after 5 of its 30 epochs."""
     run = tmp_path / "checkpoints" / "gru-hihello"
-    zoo_cli(runner, "train", "gru", "hihello", "-e", "30", "-q")
-    info = Run(run).state_info()
-    shutil.copy(run / "state.safetensors", tmp_path / "state-copy")
-    return run, info
+
+    def log(line):
+        if line.startswith("epoch  5/30"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(zoo.ZooError, match="interrupted in epoch 6 after step 1"):
+        zoo.train("gru", "hihello", {"epochs": 30}, log=log, log_every=1)
+    return run, Run(run).state_info()
 
 
 def test_resume_errors_are_one_line_and_touch_nothing(runner, tmp_path, saved_run):
@@ -182,9 +186,12 @@ def test_resume_errors_are_one_line_and_touch_nothing(runner, tmp_path, saved_ru
 
 
 def test_resume_accepts_the_settings_it_started_with(runner, saved_run):
-    run, _ = saved_run
+    run, info = saved_run
+    assert info["status"] == "interrupted" and info["progress"]["epoch"] == 6
     result = zoo_cli(runner, "train", "gru", "hihello", "--resume", "--epochs", "30", "--hidden-size", "8", "-q")
     assert result.exit_code == 0, result.output
+    assert Run(run).state_info()["status"] == "finished"
+    assert "has finished and exported" in one_line_error(zoo_cli(runner, "resume", run))
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(

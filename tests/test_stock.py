@@ -118,13 +118,13 @@ def test_a_download_with_the_wrong_checksum_leaves_nothing(runner, tmp_path, mon
     root = tmp_path / "root"
     line = one_line_error(zoo_cli(runner, "train", "lstm", "stock", "--root", root))
     assert "not the expected 0000" in line and "nothing was saved" in line
-    assert list((root / "stock").iterdir()) == []
+    assert not root.exists()  # not even the folders made for it
 
 
 def test_offline_without_a_cached_file_says_what_to_do(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(stock, "URL", "http://127.0.0.1:9/goog.csv")
     line = one_line_error(zoo_cli(runner, "train", "lstm", "stock", "--root", tmp_path))
-    assert "could not download" in line and "--data FILE" in line and str(tmp_path / "stock") in line
+    assert "could not be downloaded" in line and "--data FILE" in line and str(tmp_path / "stock") in line
 
 
 def bad(tmp_path, text):

@@ -8,13 +8,13 @@ Reading the card needs no torch, so the CLI can inspect a file cheaply.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from zoo.config import make_config, to_dict
+from zoo.files import replace_atomically
 from zoo.registry import registry
 from zoo.specs import Card, Problem, TrainConfig, ZooError
 
@@ -57,16 +57,7 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
         "versions": json.dumps(card.versions),
     }
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), fsync=True)
     return path
 
 

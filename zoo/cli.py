@@ -7,6 +7,7 @@ Every mistake a user can make ends as one `Error: ...` line on stderr and a non-
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -94,7 +95,10 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
 def list_command(pattern: str | None, as_json: bool):
-    """List models and tasks; PATTERN filters names with wildcards, e.g. 'lstm*'."""
+    """List models and tasks ('lstm*' filters).
+
+    PATTERN filters the names with shell wildcards.
+    """
     reg = registry()
     models = [reg.models[n] for n in matching(reg.models, pattern)]
     tasks = [reg.tasks[n] for n in matching(reg.tasks, pattern)]
@@ -123,7 +127,7 @@ def list_command(pattern: str | None, as_json: bool):
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins_command(as_json: bool):
-    """List loaded plugins, their distributions and the hooks they implement."""
+    """List loaded plugins and their hooks."""
     plugins = list(registry().plugins.values())
     if as_json:
         click.echo(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
@@ -204,10 +208,11 @@ class TrainCommand(click.Command):
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
           log_every, quiet):
-    """Train MODEL on TASK and export the weights as self-describing safetensors.
+    """Train MODEL on TASK and export the weights.
 
-    Everything goes to the run folder; Ctrl-C stops between two steps and saves the state for
-    --resume (or `zoo resume RUN_DIR`).
+    Everything goes to the run folder: config.json, metrics.jsonl, the resumable state and the
+    export model.safetensors. Ctrl-C stops between two steps and saves the state for --resume (or
+    `zoo resume RUN_DIR`).
     """
     reg = registry()
     spec, job = reg.get_model(model), reg.get_task(task)
@@ -219,12 +224,17 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
 
 
 def _run_training(model, task, pairs, *, quiet, **options):
-    from zoo.training import Interrupted, train as run
+    from zoo.plan import plan
+
+    if not options.get("resume"):
+        plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
+    from zoo.training import Interrupted
+    from zoo.training import train as run
 
     try:
         run(model, task, pairs, log=(lambda line: None) if quiet else click.echo, progress=not quiet, **options)
     except Interrupted as e:
-        raise Stopped(f"{e}; the state is saved", exit_code=130) from None
+        raise Stopped(f"{e}; the state is saved", exit_code=128 + e.signal) from None
 
 
 @cli.command("resume")
@@ -232,7 +242,7 @@ def _run_training(model, task, pairs, *, quiet, **options):
 @click.option("--device", default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
 def resume_command(run_dir, device, quiet):
-    """Continue the training run saved in RUN_DIR, with its own settings."""
+    """Continue a stopped training run."""
     from zoo.runs import Run
 
     info = Run(run_dir).state_info()
@@ -244,7 +254,7 @@ def resume_command(run_dir, device, quiet):
 @click.argument("root", default="checkpoints", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def runs_command(root, as_json):
-    """List the training runs under ROOT (default: checkpoints) with their best metrics."""
+    """List the runs found under ROOT (default: checkpoints)."""
     from zoo.runs import find_runs, summary
 
     rows = [summary(run) for run in find_runs(root)]
@@ -260,11 +270,12 @@ def runs_command(root, as_json):
 
 @cli.command("plot")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default="curves.png", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="the PNG to write [default: RUN_DIR/curves.png]")
 def plot_command(run_dir, out):
-    """Draw a run's loss and metric curves (needs matplotlib: pip install 'rnn-zoo[plot]')."""
+    """Draw a run's loss and metric curves (matplotlib)."""
     from zoo.runs import Run, plot_curves
 
+    out = out or os.path.join(run_dir, "curves.png")
     plot_curves(Run(run_dir), out)
     click.echo(f"plotted {run_dir} to {out}")
 
@@ -314,7 +325,7 @@ def _task_of(path: str):
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
 def eval_command(weights, task_options, settings, device, as_json, plot):
-    """Recompute the task's metrics for WEIGHTS, from the file alone."""
+    """Recompute the metrics of exported weights."""
     from zoo.checkpoint import load, read_card, weights_file
     from zoo.data import device_of
     from zoo.training import evaluate, pick_device
@@ -354,7 +365,11 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
 @click.argument("weights")
 @click.option("--device", default="cpu", show_default=True)
 def predict_command(weights, device, **options):
-    """Run WEIGHTS on new input; the options depend on the task (`zoo predict WEIGHTS --help`)."""
+    """Run exported weights on new input.
+
+    WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
+    WEIGHTS --help` shows them.
+    """
     from zoo.checkpoint import load, weights_file
     from zoo.training import pick_device
 
@@ -362,14 +377,23 @@ def predict_command(weights, device, **options):
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
-    click.echo(task.predict(net, **options))
+    try:
+        answer = task.predict(net, **options)
+    except ZooError:
+        raise
+    except Exception as e:  # the input reached plugin code that could not take it
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        raise ZooError(f"{task.name} could not handle that input ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
+                       f"for the traceback") from None
+    click.echo(answer)
 
 
 @cli.command("info")
 @click.argument("weights")
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
-    """Show what an exported weights file says about itself (no torch needed)."""
+    """Show what an export says about itself."""
     from dataclasses import asdict
 
     from zoo.checkpoint import read_card, weights_file

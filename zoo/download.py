@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from zoo.files import made_dirs, remove_empty, replace_atomically
 from zoo.specs import ZooError
 
 DATA_ENV = "ZOO_DATA"  # overrides ./datasets for every task
@@ -27,29 +27,38 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+class DownloadError(ZooError):
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"could not download {url} ({reason})")
+        self.url, self.reason = url, reason
+
+
 def fetch(url: str, path: Path, sha256: str, timeout: float = 30) -> Path:
     """`path`, downloading `url` there first unless a file with the right sha256 is already there.
 
     The bytes go to a temporary file beside `path` and are renamed only once their sha256 matches,
-    so an interrupted or wrong download leaves nothing behind.
+    so an interrupted or wrong download leaves nothing behind, not even the folders made for it.
     """
     if path.is_file() and sha256_of(path) == sha256:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def download(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256:
-            raise ZooError(f"the download of {url} has sha256 {digest.hexdigest()}, not the expected {sha256}; "
-                           f"nothing was saved")
-        os.replace(tmp, path)
+            raise DownloadError(url, f"its sha256 is {digest.hexdigest()}, not the expected {sha256}; "
+                                     f"nothing was saved")
+
+    created = made_dirs(path.parent)
+    try:
+        replace_atomically(path, download)
+    except DownloadError:
+        remove_empty(created)
+        raise
     except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", None) or e.strerror or e
-        raise ZooError(f"could not download {url} ({reason})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        remove_empty(created)
+        raise DownloadError(url, str(getattr(e, "reason", None) or e.strerror or e)) from None
     return path

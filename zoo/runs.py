@@ -15,26 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from zoo.files import replace_atomically
 from zoo.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors"
 STATE_FORMAT = "zoo-state/1"
-
-
-def replace_atomically(path: Path, write) -> None:
-    """Call `write(temporary path)`, then rename the result over `path`; nothing is left on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Run:
@@ -124,11 +112,9 @@ class Run:
 
 
 def find_runs(root: str | Path) -> Iterator[Run]:
-    root = Path(root)
-    if root.is_dir():
-        for path in sorted(root.iterdir()):
-            if (path / CONFIG).is_file():
-                yield Run(path)
+    """The runs in `root` and the folders below it, by path."""
+    for config in sorted(Path(root).rglob(CONFIG)):
+        yield Run(config.parent)
 
 
 def summary(run: Run) -> dict[str, Any]:

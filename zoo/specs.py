@@ -33,6 +33,17 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def absolute_paths(config: Any, *fields: str) -> None:
+    """In a config's `__post_init__`: make the named file fields absolute, so that an export finds its
+    data from any folder (empty fields stay empty)."""
+    import os
+
+    for name in fields:
+        value = getattr(config, name)
+        if value:
+            object.__setattr__(config, name, os.path.abspath(os.path.expanduser(value)))
+
+
 @dataclass(frozen=True)
 class NoConfig:
     """The config of a model or task without hyperparameters."""
@@ -51,7 +62,7 @@ class TrainConfig:
     schedule: Literal["constant", "cosine", "onecycle"] = param(
         "constant", "learning rate over the run: constant, cosine (down to 0) or onecycle (warm up, then down)")
     precision: Literal["fp32", "bf16", "auto"] = param(
-        "fp32", "arithmetic of the training steps: bf16 autocast, or auto (bf16 on CPUs with native bf16)")
+        "fp32", "arithmetic of the training steps: fp32, bf16 autocast, or auto (bf16 on CPUs with native bf16)")
     patience: int = param(0, "stop after this many epochs without a better validation metric and keep the best "
                              "weights; 0 trains every epoch")
 

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from zoo.config import to_dict
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
-from zoo.runs import EXPORT, Run
+from zoo.runs import CONFIG, EXPORT, Run
 from zoo.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
 
 
@@ -105,6 +105,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 class Interrupted(ZooError):
     """Training stopped on request; the state to resume from is saved."""
 
+    def __init__(self, message: str, signal: int = 2):
+        super().__init__(message)
+        self.signal = signal  # SIGINT or SIGTERM: the shell's exit code is 128 + it
+
 
 @dataclass
 class Progress:
@@ -126,7 +130,7 @@ class Progress:
 def stop_requests():
     """Turn the first Ctrl-C or SIGTERM into a request the loop honours between two steps; a second
     Ctrl-C interrupts at once."""
-    request = SimpleNamespace(pending=False)
+    request = SimpleNamespace(pending=False, signal=signal.SIGINT)
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
@@ -134,7 +138,7 @@ def stop_requests():
     def handler(signum, frame):
         if request.pending and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        request.pending = True
+        request.pending, request.signal = True, signum
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -255,7 +259,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                     if stop.pending and world.size == 1:  # between two steps: save exactly here, then leave
                         at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
                         save(epoch_start, "interrupted")
-                        raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}")
+                        raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
             seconds = time.perf_counter() - started
             loss_sum, examples = world.total(total.item(), at.examples)
             row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
@@ -288,7 +292,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 log(f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; keeping the "
                     f"weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
             if world.size > 1 and world.agree(stop.pending):
-                raise Interrupted(f"interrupted after epoch {epoch}")
+                raise Interrupted(f"interrupted after epoch {epoch}", stop.signal)
     if config.patience and best is not None:
         model.load_state_dict(best)
     return at
@@ -330,6 +334,9 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
         if (info.get("model"), info.get("task")) != (model, task):
             raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
                            f"not {model} on {task}")
+        finished_export = Path(run.config().get("export", run.dir / EXPORT))
+        if info.get("status") == "finished" and out is None and finished_export.is_file():
+            raise ZooError(f"the run in {run.dir} has finished and exported {finished_export}: nothing to resume")
         saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
         p = plan(model, task, overrides, saved)
         changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
@@ -347,6 +354,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
     data = p.task.data(p.task_config, None).to(dev)
     torch.manual_seed(p.train_config.seed)
     net = p.model.build(p.model_config, data.problem).to(dev)
+    say = log if world.main else (lambda line: None)
     identity = {"model": p.model.name, "task": p.task.name, "model_config": to_dict(p.model_config),
                 "task_config": to_dict(p.task_config), "train_config": to_dict(p.train_config)}
     if run is not None and world.main:
@@ -354,13 +362,14 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
             done = state[1]["progress"]["epoch"] - 1
             run.keep_history(done)
         else:
+            if (run.dir / CONFIG).is_file():
+                say(f"replacing the earlier run in {run.dir} (--run-dir keeps runs apart)")
             run.begin({**identity, "export": str(export), "metric": p.task.metric, "minimize": p.task.minimize,
                        "monitor": data.monitor_split, "world_size": world.size})
     dtype = autocast_dtype(p.train_config.precision, dev)
     params = sum(t.numel() for t in net.parameters())
-    say = log if world.main else (lambda line: None)
     say(f"{'resuming' if resume else 'training'} {p.model.name} on {p.task.name} ({data.problem.shape}): "
-        f"{params:,} parameters, {len(data.train):,} training examples, device {dev}"
+        f"{params:,} parameters, {len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
         f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
         f"{f'; run in {run.dir}' if run else ''}")
     try:
@@ -368,7 +377,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
             progress=progress, log_every=log_every)
     except Interrupted as e:
         where = f"; resume with: zoo resume {run.dir}" if run is not None else ""
-        raise Interrupted(f"{e}{where}") from None
+        raise Interrupted(f"{e}{where}", e.signal) from None
     split = data.report_split
     metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
     say(f"final ({split} split): {format_metrics(metrics)}")

@@ -48,7 +48,12 @@ def predict(model, values):
     """VALUES like "0.3 0.9* 0.1 0.5*": the starred steps are the marked ones."""
     import torch
 
-    steps = [(float(v.rstrip("*")), 1.0 if v.endswith("*") else 0.0) for v in values.split()]
+    try:
+        steps = [(float(v.rstrip("*")), 1.0 if v.endswith("*") else 0.0) for v in values.split()]
+    except ValueError:
+        raise zoo.ZooError(f"expected numbers such as 0.3 0.9* 0.1 0.5*, got {values!r}") from None
+    if not steps:
+        raise zoo.ZooError("give the sequence's values, the two marked ones starred: 0.3 0.9* 0.1 0.5*")
     with torch.no_grad():
         return f"{model(torch.tensor([steps])).item():.3f}"
 
