@@ -154,15 +154,20 @@ def plot_curves(run: Run, path: str | Path) -> None:
         raise ZooError(f"{run.dir} has no epochs logged yet")
     split = config.get("monitor", "")
     metrics = sorted({k for row in history for k, v in row.get(split, {}).items() if isinstance(v, (int, float))})
-    figure, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 3.6), squeeze=False)
-    axes[0][0].plot([r["epoch"] for r in history], [r["loss"] for r in history])
-    axes[0][0].set_title("training loss")
-    for axis, name in zip(axes[0][1:], metrics):
+    columns = min(3, 1 + len(metrics))
+    lines = -(-(1 + len(metrics)) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(4.5 * columns, 3.4 * lines), squeeze=False)
+    axes = axes.flatten()
+    axes[0].plot([r["epoch"] for r in history], [r["loss"] for r in history])
+    axes[0].set_title("training loss")
+    for axis, name in zip(axes[1:], metrics):
         rows = [r for r in history if name in r.get(split, {})]
         axis.plot([r["epoch"] for r in rows], [r[split][name] for r in rows], marker="." if len(rows) < 30 else None)
         axis.set_title(f"{split} {name}")
-    for axis in axes[0]:
+    for axis in axes[: 1 + len(metrics)]:
         axis.set_xlabel("epoch")
+    for axis in axes[1 + len(metrics):]:
+        axis.set_visible(False)
     figure.suptitle(f"{config['model']} on {config['task']}")
     figure.tight_layout()
     try:
