@@ -14,12 +14,14 @@ Needs the Fashion-MNIST files (apt-get install dataset-fashion-mnist, or a downl
 import argparse
 import dataclasses
 import statistics
+import tempfile
 import time
 
 import torch
 from torch.nn import functional as F
 
 from zoo.plan import plan
+from zoo.runs import Run
 from zoo.training import autocast_dtype, fit, make_scheduler
 
 parser = argparse.ArgumentParser()
@@ -67,8 +69,11 @@ def reference_epoch():
 
 
 def zoo_epoch():
-    history = fit(network(), data, p.task, config, device, log=lambda line: None)
-    return history[-1]["seconds"]  # the training pass, without the validation that follows it
+    with tempfile.TemporaryDirectory() as folder:  # a run folder, as zoo train has: the log gives the time
+        run = Run(folder)
+        run.begin({})
+        fit(network(), data, p.task, config, device, run=run, log=lambda line: None)
+        return run.history()[-1]["seconds"]  # the training pass, without the validation and saving after it
 
 
 def dataloader_epoch():
