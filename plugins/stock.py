@@ -251,17 +251,21 @@ def plot(model, data: zoo.TaskData, split: str, path: str) -> None:
 
 def predict(model, data: str | None) -> str:
     """The next day's target after the last window of a price file (by default the training file)."""
+    import dataclasses
+
     import torch
 
+    from zoo.data import device_of
+
     card = model.zoo
-    config = card.task_config if not data else zoo.get_task("stock").config(**{**vars(card.task_config), "data": data})
+    config = dataclasses.replace(card.task_config, data=data) if data else card.task_config
     prices = read_prices(price_file(config), config)
     if len(prices.values) < config.window:
         raise zoo.ZooError(f"the file has {len(prices.values)} days; the model reads {config.window}")
     low, high = torch.tensor(card.meta["min"]), torch.tensor(card.meta["max"])
     last = (torch.tensor(prices.values[-config.window:]) - low) / (high - low)
     with torch.no_grad():
-        value = model(last[None, :, :-1].float().to(next(model.parameters()).device)).item()
+        value = model(last[None, :, :-1].float().to(device_of(model))).item()
     value = unscale(value + (last[-1, -1].item() if card.meta.get("change") else 0), card.meta)
     after = f" after {prices.dates[-1]}" if prices.dates else ""
     return f"next {card.meta['columns'][-1]}{after}: {value:.2f}"

@@ -334,9 +334,9 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
         if (info.get("model"), info.get("task")) != (model, task):
             raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
                            f"not {model} on {task}")
-        finished_export = Path(run.config().get("export", run.dir / EXPORT))
-        if info.get("status") == "finished" and out is None and finished_export.is_file():
-            raise ZooError(f"the run in {run.dir} has finished and exported {finished_export}: nothing to resume")
+        saved_export = Path(run.config().get("export", run.dir / EXPORT))
+        if info.get("status") == "finished" and out is None and saved_export.is_file():
+            raise ZooError(f"the run in {run.dir} has finished and exported {saved_export}: nothing to resume")
         saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
         p = plan(model, task, overrides, saved)
         changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
@@ -347,7 +347,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
     else:
         p = plan(model, task, overrides)
     export = None if out is False else Path(out) if out not in (None, True) else (
-        Path(run.config()["export"]) if resume else run.dir / EXPORT)
+        saved_export if resume else run.dir / EXPORT)
     if export is not None:
         check_writable(export)
     dev = pick_device(device)
@@ -359,8 +359,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
                 "task_config": to_dict(p.task_config), "train_config": to_dict(p.train_config)}
     if run is not None and world.main:
         if resume:
-            done = state[1]["progress"]["epoch"] - 1
-            run.keep_history(done)
+            run.keep_history(info["progress"]["epoch"] - 1)
         else:
             if (run.dir / CONFIG).is_file():
                 say(f"replacing the earlier run in {run.dir} (--run-dir keeps runs apart)")
