@@ -6,6 +6,7 @@ Every mistake a user can make ends as one `Error: ...` line on stderr and a non-
 
 from __future__ import annotations
 
+import difflib
 import errno
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.config import field_help, field_types, route_overrides, suggest, to_dict
+from zoo.config import field_help, field_types, route_overrides, to_dict
 from zoo.registry import matching, registry
 from zoo.specs import Terminated, TrainConfig, ZooError
 from zoo.threads import THREADS_ENV
@@ -190,7 +191,8 @@ def option_pairs(tokens: list[str], configs: list[type], options: tuple[str, ...
         if "." not in key and bare not in known:
             dashed = "_" not in name
             names = {f"--{n.replace('_', '-') if dashed else n}" for n in known} | {o for o in options if dashed}
-            raise ZooError(f"no such option: --{name}{suggest('--' + name, names)}")
+            close = difflib.get_close_matches("--" + name, sorted(names), n=1, cutoff=0.6)
+            raise ZooError(f"no such option: --{name}" + (f"; did you mean {close[0]!r}?" if close else ""))
         if eq:
             i += 1
         elif key in flags or (key.startswith("no_") and key[3:] in flags):
@@ -318,7 +320,13 @@ def runs_command(root, as_json):
     """List the runs found under ROOT (default: checkpoints)."""
     from zoo.runs import find_runs, summary
 
-    rows = [summary(run) for run in find_runs(root)]
+    rows = []
+    for run in find_runs(root):
+        try:
+            rows.append(summary(run))
+        except ZooError as e:  # one damaged run does not hide the others
+            rows.append({"run": str(run.dir), "model": "?", "task": "?", "epochs": "?", "status": "damaged",
+                         "metric": "", "best": None, "best_epoch": None, "export": None, "problem": str(e)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.files import process_alive, remove_stale_temporaries, replace_atomically, write_bytes_atomically
+from zoo.files import (made_dirs, process_alive, remove_empty, remove_stale_temporaries, replace_atomically,
+                       write_bytes_atomically)
 from zoo.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
@@ -40,6 +41,7 @@ class Run:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self._lock_fd: int | None = None
+        self.made_parents: list[Path] = []
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r})"
@@ -119,10 +121,7 @@ class Run:
         for name in (CONFIG, METRICS):
             (self.dir / name).unlink(missing_ok=True)
         self.unlock()
-        try:
-            self.dir.rmdir()
-        except OSError:
-            pass  # --run-dir may hold the user's other files
+        remove_empty([self.dir, *self.made_parents])  # --run-dir may hold the user's other files: then it stays
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -287,15 +286,17 @@ def numbered(base: Path) -> Iterator[Path]:
         number += 1
 
 
-def new_run_dir(base: Path) -> Path:
-    """Create and return the first of base, base-2, ... that does not exist (mkdir decides races)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
+def new_run(base: Path) -> Run:
+    """A run in the first of base, base-2, ... that does not exist, created (mkdir decides races)."""
+    parents = made_dirs(base.parent)
     for folder in numbered(base):
         try:
             folder.mkdir()
-            return folder
         except FileExistsError:
             continue
+        run = Run(folder)
+        run.made_parents = parents  # removed again with the run if it is discarded
+        return run
     raise AssertionError("unreachable")
 
 

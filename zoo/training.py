@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from zoo.config import to_dict
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
-from zoo.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run_dir, runs_of
+from zoo.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
 from zoo.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
 from zoo.threads import Threads
 from zoo.threads import prepare as prepare_threads
@@ -162,6 +162,10 @@ class Progress:
 def stop_requests():
     """Turn the first Ctrl-C or SIGTERM into a request honoured at the next safe point (between two
     steps, after an export is written); a second Ctrl-C interrupts at once."""
+    global _stop_request
+    if _stop_request is not None:  # nested: the outer one decides
+        yield _stop_request
+        return
     request = SimpleNamespace(pending=False, signal=signal.SIGINT)
     if threading.current_thread() is not threading.main_thread():
         yield request
@@ -173,11 +177,16 @@ def stop_requests():
         request.pending, request.signal = True, signum
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _stop_request = request
     try:
         yield request
     finally:
+        _stop_request = None
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+_stop_request = None
 
 
 def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
@@ -257,6 +266,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
         """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
         end = next(e for e in at.schedule_ends if e >= epoch)
         start = max([0] + [e for e in at.schedule_ends if e < epoch]) + 1
+        for group in optimizer.param_groups:  # a schedule starts from the run's lr (schedulers read the group's)
+            group["lr"] = config.lr
         return make_scheduler(optimizer, config, (end - start + 1) * batches_per_epoch), end
 
     fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
@@ -279,6 +290,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             run.save_state(*capture(model, optimizer, scheduler, shuffle_state, at, best, identity or {}, status))
 
     with stop_requests() as stop, contextlib.closing(bar):
+        if stop.pending:  # asked while the run was being set up
+            raise Interrupted("interrupted before the first step", stop.signal)
         for epoch in range(at.epoch, config.epochs + 1):
             if at.done:
                 break
@@ -450,7 +463,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
 
     say = log if world.main else (lambda line: None)
     run = None if out is False else _existing_run(model, task, run_dir, resume, overwrite, lock=world.main)
-    new_run = not resume
+    fresh_run = not resume  # a run this call starts: discarded if it ends before saving a state
     state = None
     try:
         if resume:
@@ -511,35 +524,36 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
     identity = {"model": p.model.name, "task": p.task.name, "model_config": to_dict(p.model_config),
                 "task_config": to_dict(p.task_config), "train_config": to_dict(p.train_config)}
     try:
-        if out is not False and world.main:
-            if resume:
-                run.keep_history(info["progress"]["epoch"] - 1)
-                if extended:
-                    run.update_config(train_config=identity["train_config"])
-            else:
-                if run is None:
-                    run = Run(new_run_dir(Path(RUNS_ROOT) / f"{model}-{task}"))
-                if not run.locked:
-                    run.lock()  # makes the folder if need be
-                export = export or run.dir / EXPORT
-                run.begin({**identity, "export": run.relative(export), "metric": p.task.metric,
-                           "minimize": p.task.minimize, "monitor": data.monitor_split, "world_size": world.size,
-                           **({"init_from": str(init_from)} if init_from is not None else {})})
-        dtype = autocast_dtype(p.train_config.precision, dev)
-        params = sum(t.numel() for t in net.parameters())
-        verb = "extending" if resume and extended else "resuming" if resume else "training"
-        say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
-            f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
-            f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
-            f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
-            f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
-        if resume and extended:
-            say(f"extending from {planned} to {p.train_config.epochs} epochs"
-                + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
-                   if p.train_config.schedule != "constant" else ""))
-        fit(net, data, p.task, p.train_config, dev, run=run if world.main else None, identity=identity,
-            resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
-        new_run = False  # from here on the run folder holds a state worth keeping
+        with stop_requests():  # from here a stop waits for a safe point: no half-made run folder
+            if out is not False and world.main:
+                if resume:
+                    run.keep_history(info["progress"]["epoch"] - 1)
+                    if extended:
+                        run.update_config(train_config=identity["train_config"])
+                else:
+                    if run is None:
+                        run = new_run(Path(RUNS_ROOT) / f"{model}-{task}")
+                    if not run.locked:
+                        run.lock()  # makes the folder if need be
+                    export = export or run.dir / EXPORT
+                    run.begin({**identity, "export": run.relative(export), "metric": p.task.metric,
+                               "minimize": p.task.minimize, "monitor": data.monitor_split, "world_size": world.size,
+                               **({"init_from": str(init_from)} if init_from is not None else {})})
+            dtype = autocast_dtype(p.train_config.precision, dev)
+            params = sum(t.numel() for t in net.parameters())
+            verb = "extending" if resume and extended else "resuming" if resume else "training"
+            say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
+                f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
+                f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
+                f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
+                f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
+            if resume and extended:
+                say(f"extending from {planned} to {p.train_config.epochs} epochs"
+                    + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
+                       if p.train_config.schedule != "constant" else ""))
+            fit(net, data, p.task, p.train_config, dev, run=run if world.main else None, identity=identity,
+                resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
+        fresh_run = False  # from here on the run folder holds a state worth keeping
         split = data.report_split
         metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
         say(f"final ({split} split): {format_metrics(metrics)}")
@@ -558,6 +572,9 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal)
         return net
     except Interrupted as e:
+        if run is not None and fresh_run and not run.state_path.is_file():
+            run.discard()
+            raise Interrupted(f"{e}; nothing was kept", e.signal) from None
         saved = run is not None and run.state_path.is_file() and "export" not in str(e)
         where = f"; the state is saved: zoo resume {run.dir} continues it" if saved else ""
         raise Interrupted(f"{e}{where}", e.signal) from None
@@ -566,11 +583,11 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
         if run is not None and run.state_path.is_file():
             raise Interrupted(f"interrupted; the last saved state is kept: zoo resume {run.dir} continues from it",
                               signum) from None
-        if run is not None and new_run:
+        if run is not None and fresh_run:
             run.discard()
         raise Interrupted("interrupted before the first step; nothing was kept", signum) from None
     except BaseException:
-        if run is not None and new_run and not run.state_path.is_file():
+        if run is not None and fresh_run and not run.state_path.is_file():
             run.discard()  # failed before its first epoch ended: leave no half-made run behind
         raise
     finally:
