@@ -312,5 +312,6 @@ def test_mistyped_options_suggest_the_right_one_as_typed(runner):
                                                                      "--hiden-size", "4"))
     assert "did you mean '--hidden_size'?" in one_line_error(zoo_cli(runner, "train", "rnn", "hihello",
                                                                      "--hiden_size", "4"))
-    line = one_line_error(zoo_cli(runner, "resume", "somewhere", "--epoch", "3"))
+    assert "Did you mean '--epochs'?" in one_line_error(zoo_cli(runner, "resume", "somewhere", "--epoch", "3"))
+    line = one_line_error(zoo_cli(runner, "resume", "somewhere", "--fast"))
     assert "zoo resume takes --epochs, --device, --threads, --quiet" in line
