@@ -272,13 +272,13 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
 
     fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
     if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
-        (scheduler, schedule_end), _ = schedule(at.epoch), restore_optimizer(*resume, optimizer)
+        (scheduler, schedule_end), _ = schedule(min(at.epoch, config.epochs)), restore_optimizer(*resume, optimizer)
         if scheduler is not None:
             scheduler.load_state_dict(resume[1]["scheduler"])
     else:
         if resume:
             restore_optimizer(*resume, optimizer)
-        scheduler, schedule_end = schedule(at.epoch)
+        scheduler, schedule_end = schedule(min(at.epoch, config.epochs))  # a finished run trains no more
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
@@ -565,7 +565,13 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                                  "precision": "bf16 autocast" if dtype else "fp32"})
         if export is not None and world.main:
             with stop_requests() as stop:
-                save(net, net.zoo, export)
+                try:
+                    save(net, net.zoo, export)
+                except ZooError as e:
+                    if run is None:
+                        raise
+                    raise ZooError(f"{e}; the trained state is saved: zoo resume {run.dir} writes the export once "
+                                   f"there is room") from None
             where = "" if run is None or export.absolute().parent == run.dir.absolute() else f"; run in {run.dir}"
             say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
             if stop.pending:
