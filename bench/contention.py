@@ -1,0 +1,114 @@
+"""Training on a shared machine: torch's thread defaults against zoo's, quiet and beside busy processes.
+
+    python bench/contention.py [--rounds 1] [--workloads charlm,stock,mnist]
+
+Each workload is a whole `zoo train` command, timed from start to exit:
+  charlm  `zoo train lstm charlm -e 30` (the ship sentence, the course's windows)
+  stock   `zoo train lstm stock -e 100` on a generated 4,000-day price file (2,793 windows a step)
+  mnist   one epoch of `zoo train lstm mnist` on 10,240 generated 28x28 images: 40 MNIST-sized steps
+Conditions: quiet (nothing started by this script), beside one and two pure-Python busy loops, and
+beside another `zoo train` (zoo's defaults). "torch" runs the same command with torch imported before
+zoo, so zoo cannot set the OpenMP wait policy, and with torch's own thread count; "zoo" is the
+default. Old and new alternate within a round, so both see the same machine.
+Targets (issue 9): zoo beside busy processes <= 1.5x its quiet time; zoo quiet <= 1.05x torch quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+TORCH_FIRST = "import sys, torch; sys.argv[0] = 'zoo'; from zoo.cli import main; main()"
+
+
+def make_data(folder: Path) -> dict[str, list[str]]:
+    import numpy as np
+
+    from conftest import write_idx, write_yahoo_prices
+
+    prices = write_yahoo_prices(folder / "long.csv", days=4000, shuffle=False)
+    raw = folder / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 10_240 + 1_000), ("t10k", 200)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, count))
+    return {
+        "charlm": ["lstm", "charlm", "-e", "30"],
+        "stock": ["lstm", "stock", "--data", str(prices), "-e", "100"],
+        "mnist": ["lstm", "mnist", "--root", str(folder / "mnist"), "--no-download", "--val-size", "1000", "-e", "1",
+                  "--precision", "fp32"],
+    }
+
+
+def busy_loop() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def other_training(folder: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "zoo", "train", "lstm", "charlm", "-e", "100000", "-q",
+                             "--run-dir", str(folder / "other"), "--overwrite"], stdout=subprocess.DEVNULL)
+
+
+def timed(mode: str, args: list[str], folder: Path) -> float:
+    command = [sys.executable, "-m", "zoo"] if mode == "zoo" else [sys.executable, "-c", TORCH_FIRST]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ZOO_THREADS")}
+    env["ZOO_LOAD_PLUGINS"] = ""
+    extra = ["--threads", str(os.cpu_count())] if mode == "torch" else []  # torch's default: one per core
+    start = time.perf_counter()
+    subprocess.run(command + ["train", *args, *extra, "-q", "--run-dir", str(folder / f"run-{mode}"), "--overwrite"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workloads", default="charlm,stock,mnist")
+    parser.add_argument("--conditions", default="quiet,1 busy,2 busy,zoo beside")
+    options = parser.parse_args()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"{cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        workloads = make_data(folder)
+        results: dict[tuple[str, str, str], list[float]] = {}
+        for name in options.workloads.split(","):
+            for condition in options.conditions.split(","):
+                load = {"quiet": lambda: [], "1 busy": lambda: [busy_loop()],
+                        "2 busy": lambda: [busy_loop(), busy_loop()],
+                        "zoo beside": lambda: [other_training(folder)]}[condition]()
+                try:
+                    time.sleep(1 if load else 0)  # let the load get going
+                    for round_ in range(options.rounds):
+                        for mode in (("zoo", "torch") if round_ % 2 == 0 else ("torch", "zoo")):
+                            seconds = timed(mode, workloads[name], folder)
+                            results.setdefault((name, condition, mode), []).append(seconds)
+                            print(f"  {name:6} {condition:10} {mode:5} {seconds:7.2f} s", flush=True)
+                finally:
+                    for process in load:
+                        process.kill()
+                        process.wait()
+        print(f"\nload average at the end {os.getloadavg()[0]:.2f}; medians of {options.rounds} round(s)\n")
+        print("| workload | condition | torch's defaults | zoo's default | zoo / torch | zoo / zoo quiet |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name in options.workloads.split(","):
+            quiet = statistics.median(results[(name, "quiet", "zoo")]) if (name, "quiet", "zoo") in results else None
+            for condition in options.conditions.split(","):
+                old = statistics.median(results[(name, condition, "torch")])
+                new = statistics.median(results[(name, condition, "zoo")])
+                versus_quiet = f"{new / quiet:.2f}" if quiet else "-"
+                print(f"| {name} | {condition} | {old:.1f} s | {new:.1f} s | {new / old:.2f} | {versus_quiet} |")
+
+
+if __name__ == "__main__":
+    main()
