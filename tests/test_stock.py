@@ -258,7 +258,7 @@ def test_horizons_train_eval_and_predict(runner, tmp_path):
     shown = zoo_cli(runner, "eval", out)
     assert shown.exit_code == 0 and "rmse by horizon" in shown.output and "(3 days ahead)" in shown.output
     guess = zoo_cli(runner, "predict", out)
-    assert guess.exit_code == 0 and guess.output.startswith("Close 1-3 trading days after 2020-04-29: ")
+    assert guess.exit_code == 0 and guess.output.startswith("Close 1 to 3 trading days after 2020-04-29: ")
     assert len(guess.output.split(":")[1].split(",")) == 3
     assert "trained with horizon 3" in one_line_error(zoo_cli(runner, "eval", out, "--horizon", "1"))
 

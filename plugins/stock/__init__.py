@@ -163,7 +163,8 @@ def predict(model, data: str | None) -> str:
     column = meta["columns"][-1]
     if len(values) == 1:
         return f"next {column}{after}: {values[0]:.2f}"
-    return f"{column} 1-{len(values)} trading days{after}: " + ", ".join(f"{v:.2f}" for v in values)
+    days_after = f"trading days after {prices.dates[-1]}" if prices.dates else "trading days ahead"
+    return f"{column} 1 to {len(values)} {days_after}: " + ", ".join(f"{v:.2f}" for v in values)
 
 
 def train_defaults(config: StockConfig) -> dict:

@@ -99,8 +99,8 @@ def report(metrics: dict) -> str:
     """`zoo eval`'s text: which forecaster is best, then every one's errors (per horizon, per fold)."""
     best = metrics["best"]
     ratio = metrics["rmse_vs_persistence"]
-    lines = [f"best: {best} (rmse {metrics[PREFIX[best] + 'rmse']:.4f}); the model's rmse {metrics['rmse']:.4f} is "
-             f"{ratio:.3f}x persistence's, {'better' if ratio < 1 else 'worse'}"]
+    lines = [f"best: {best} (rmse {metrics[PREFIX[best] + 'rmse']:.4f}); the model: rmse {metrics['rmse']:.4f}, "
+             f"{ratio:.3f}x persistence's"]
     if "folds" in metrics:
         lines[0] = f"walk-forward backtest over {len(metrics['folds'])} folds, all test days: " + lines[0]
     horizons = metrics.get("horizons")
@@ -114,8 +114,8 @@ def report(metrics: dict) -> str:
                   + f"  {row['best']}" for row in horizons]
     if "folds" in metrics:
         lines += ["", "rmse by fold (each re-fitted on every day before its test days)",
-                  f"{'fold':<5}{'train days':>11}{'test days':>10}{columns}  best"]
-        lines += [f"{row['fold']:<5}{row['train_days']:>11}{row['test_days']:>10}"
+                  f"{'fold':<5}{'train days':>11}{'test days':>11}{columns}  best"]
+        lines += [f"{row['fold']:<5}{row['train_days']:>11}{row['test_days']:>11}"
                   + "".join(f" {row[p + 'rmse']:>12.4f}" for p in PREFIX.values()) + f"  {row['best']}"
                   for row in metrics["folds"]]
     return "\n".join(lines)
