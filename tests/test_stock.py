@@ -264,7 +264,7 @@ def test_horizons_train_eval_and_predict(runner, tmp_path):
 
 
 def test_walk_forward_backtest(runner, tmp_path):
-    prices = write_course_prices(tmp_path / "p.csv", days=100)
+    prices = write_yahoo_prices(tmp_path / "p.csv", days=100, shuffle=False)
     out = tmp_path / "s.safetensors"
     assert zoo_cli(runner, "train", "lstm", "stock", "--data", prices, "-e", "5", "-q", "--out", out).exit_code == 0
     before = out.read_bytes()
@@ -279,7 +279,15 @@ def test_walk_forward_backtest(runner, tmp_path):
     # overall: every test day once, so the pooled squared errors are the folds' average
     pooled = (sum(f["persistence_rmse"] ** 2 for f in folds) / 3) ** 0.5
     assert m["persistence_rmse"] == pytest.approx(pooled)
-    assert folds[0]["rmse"] != folds[1]["rmse"] and out.read_bytes() == before
+    assert out.read_bytes() == before
+    # fold 2 is a fresh run of the same recipe on the first 90 days: 80 train, 10 test
+    lines = prices.read_text().splitlines()
+    first90 = tmp_path / "first90.csv"
+    first90.write_text("\n".join(lines[:1] + lines[1:91]) + "\n")
+    again = zoo.train("lstm", "stock", {"data": first90, "epochs": 5, "train_fraction": 0.889}, out=False,
+                      log=quiet).zoo.metrics
+    assert folds[1]["rmse"] == pytest.approx(again["rmse"], rel=1e-6)
+    assert folds[1]["linear_ar_rmse"] == pytest.approx(again["linear_ar_rmse"], rel=1e-6)
     text = zoo_cli(runner, "eval", out, "--backtest", "3").output
     assert "walk-forward backtest over 3 folds" in text and "rmse by fold" in text
 
@@ -288,6 +296,7 @@ BAD_OPTIONS = [
     ("horizon 0", ["--horizon", "0"], "horizon must be at least 1 trading day ahead, got 0"),
     ("horizon past the test days", ["--horizon", "25"], "horizon 25 is longer than the test period: 24 days"),
     ("backtest in training", ["--backtest", "2"], "backtest is an option of zoo eval"),
+    ("sha256 of a local file", ["--sha256", "a" * 64], "sha256 checks the file of a --data https://... URL"),
     ("negative price", None, "log returns need positive prices: use --target-mode change"),
 ]
 
@@ -337,8 +346,8 @@ def test_data_from_a_url_is_downloaded_once_and_checked(runner, tmp_path, server
 BAD_URLS = [
     ("unreachable", "http://127.0.0.1:9/prices.csv", "could not download http://127.0.0.1:9/prices.csv ("),
     ("missing", "{url}/nothing.csv", "nothing.csv (File not found)"),
-    ("html", "{url}/page.html", "is not a price file zoo can read (it has no column 'Open'"),
-    ("binary", "{url}/data.bin", "is not a price file zoo can read (it is not UTF-8 text"),
+    ("html", "{url}/page.html", "is not a price file zoo can read (the file has no column 'Open'"),
+    ("binary", "{url}/data.bin", "is not a price file zoo can read (the file is not UTF-8 text"),
     ("wrong sha256", "{url}/prices.csv --sha256 " + "0" * 64, "not the expected 0000"),
 ]
 

@@ -60,6 +60,8 @@ class StockConfig:
         zoo.require(bool(self.columns()), "features must name at least one column")
         zoo.require(self.sha256 == "" or (len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256)),
                     f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        zoo.require(not self.sha256 or is_url(self.data), "sha256 checks the file of a --data https://... URL; "
+                                                          "a local file is read as it is")
 
     def columns(self) -> list[str]:
         return [c.strip() for c in self.features.split(",") if c.strip()]

@@ -44,7 +44,7 @@ def download(url: str, folder: Path, sha256: str, config) -> Path:
 
     def check(tmp: Path) -> None:
         try:
-            read_prices(tmp, config, label="it")
+            read_prices(tmp, config, label="the file")
         except zoo.ZooError as e:
             raise zoo.ZooError(f"{url} is not a price file zoo can read ({e}); nothing was saved") from None
 
