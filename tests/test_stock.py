@@ -166,7 +166,8 @@ BAD = [
      "line 6: Open is 'five', not a number"),
     ("empty cell", HEADER + GOOD.replace("2020-01-09,9.5,10,", "2020-01-09,9.5,,"), {}, "line 10: High is empty"),
     ("null row", HEADER + GOOD + "2020-01-21,null,null,null,null,null,null\n", {}, "line 22: Open is empty"),
-    ("too few rows", HEADER + "".join(GOOD.splitlines(True)[:8]), {}, "has 8 days; windows of 7 forecasting 1 day ahead need at least 13"),
+    ("too few rows", HEADER + "".join(GOOD.splitlines(True)[:8]), {},
+     "has 8 days; windows of 7 forecasting 1 day ahead need at least 13"),
     ("constant column", HEADER + "".join(r.rsplit(",", 1)[0] + ",5000\n" for r in GOOD.splitlines()), {},
      "column Volume is constant over the training days"),
     ("ragged", HEADER + GOOD + "2020-01-22,1,2\n", {}, "line 22 has 3 cells, the header has 7"),
@@ -188,8 +189,8 @@ def write_series(path, close, seed=0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    rows = [f"{c * (1 + rng.normal(0, 0.002)):.6f},{c * 1.01:.6f},{c * 0.99:.6f},{rng.integers(10**6, 2 * 10**6)},{c:.6f}"
-            for c in close]
+    rows = [f"{c * (1 + rng.normal(0, 0.002)):.6f},{c * 1.01:.6f},{c * 0.99:.6f},"
+            f"{rng.integers(10**6, 2 * 10**6)},{c:.6f}" for c in close]
     path.write_text("# Open,High,Low,Volume,Close\n" + "\n".join(reversed(rows)) + "\n")
     return path
 

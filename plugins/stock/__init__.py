@@ -12,6 +12,7 @@ outputs back into prices, `forecasts` has the baselines, metrics, backtests, rep
 `prices` is imported with the plugin, so that `zoo list` never imports torch.
 """
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,7 +101,7 @@ def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
         raise zoo.ZooError(f"horizon {horizon} is longer than the test period: {test_days} days (the last "
                            f"{1 - config.train_fraction:.0%} of {days})")
     if not enough_days(days, cut, window, horizon, mode):
-        need = next(d for d in range(days + 1, 10 * (days + window + horizon) + 100)
+        need = next(d for d in itertools.count(days + 1)  # ends: both parts grow with d
                     if enough_days(d, int(d * config.train_fraction), window, horizon, mode))
         raise zoo.ZooError(f"{where} has {days} days; windows of {window} forecasting {horizon} day"
                            f"{'s' * (horizon > 1)} ahead need at least {need} ({config.train_fraction:.0%} of them "
@@ -114,8 +115,8 @@ def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
                                "train first, then zoo eval RUN --backtest K")
         if test_days // folds < horizon:
             raise zoo.ZooError(f"a backtest of {folds} folds needs at least {folds * horizon} test days (each fold "
-                               f"forecasts {horizon} day{'s' * (horizon > 1)} ahead); {where} has {test_days}: "
-                               f"use at most {test_days // horizon} folds")
+                               f"forecasts {horizon} day{'s' * (horizon > 1)} ahead); {where} has {test_days} test "
+                               f"days: use at most {test_days // horizon} folds")
         bounds = [cut + round(k * test_days / folds) for k in range(folds + 1)]
         data.test.backtest = Backtest(config, prices.names, table, bounds, where)
     return data
