@@ -7,6 +7,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from zoo.files import made_dirs, remove_empty, replace_atomically
 from zoo.specs import ZooError
@@ -33,13 +34,17 @@ class DownloadError(ZooError):
         self.url, self.reason = url, reason
 
 
-def fetch(url: str, path: Path, sha256: str, timeout: float = 30) -> Path:
+def fetch(url: str, path: Path, sha256: str | None, timeout: float = 30,
+          check: Callable[[Path], None] | None = None) -> Path:
     """`path`, downloading `url` there first unless a file with the right sha256 is already there.
 
-    The bytes go to a temporary file beside `path` and are renamed only once their sha256 matches,
-    so an interrupted or wrong download leaves nothing behind, not even the folders made for it.
+    The bytes go to a temporary file beside `path` and are renamed only once their sha256 matches
+    and `check(temporary path)` accepts them (it raises a ZooError otherwise), so an interrupted or
+    wrong download leaves nothing behind, not even the folders made for it. `sha256=None` skips the
+    digest, for files nobody published one of: then `check` is the only guard, and a file already at
+    `path` is taken as it is.
     """
-    if path.is_file() and sha256_of(path) == sha256:
+    if path.is_file() and (sha256 is None or sha256_of(path) == sha256):
         return path
 
     def download(tmp: str) -> None:
@@ -48,14 +53,16 @@ def fetch(url: str, path: Path, sha256: str, timeout: float = 30) -> Path:
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != sha256:
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise DownloadError(url, f"its sha256 is {digest.hexdigest()}, not the expected {sha256}; "
                                      f"nothing was saved")
+        if check is not None:
+            check(Path(tmp))
 
     created = made_dirs(path.parent)
     try:
         replace_atomically(path, download)
-    except DownloadError:
+    except ZooError:  # a DownloadError, or what `check` found
         remove_empty(created)
         raise
     except (urllib.error.URLError, OSError) as e:

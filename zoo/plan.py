@@ -42,7 +42,8 @@ def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str
     model_config = make_config(model.config, applicable(model.config, task.model_defaults), model.defaults,
                                saved.get("model", {}), routed["model"], owner=model.name)
     task_config = make_config(task.config, saved.get("task", {}), routed["task"], owner=task.name)
-    train_config = make_config(TrainConfig, task.train_defaults, saved.get("train", {}), routed["train"],
+    train_defaults = task.train_defaults(task_config) if callable(task.train_defaults) else task.train_defaults
+    train_config = make_config(TrainConfig, train_defaults, saved.get("train", {}), routed["train"],
                                owner="training")
     shapes = model.supported_shapes(model_config)
     if task.shape not in shapes:

@@ -135,7 +135,8 @@ class Task:
     data: Callable[[Any, dict | None], "TaskData"]  # (config, meta of an export or None) -> TaskData
     evaluate: Callable[[Any, "TaskData", str], dict]  # (model, data, split name) -> metrics
     config: type = NoConfig
-    train_defaults: Mapping[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
+    # overrides of TrainConfig defaults, or a function of the task's config that returns them
+    train_defaults: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] = field(default_factory=dict)
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
     metric: str = "accuracy"  # the headline metric: early stopping watches it, `zoo runs` shows its best
     minimize: bool = False  # True when lower is better (errors, perplexity)
