@@ -6,15 +6,18 @@ Every mistake a user can make ends as one `Error: ...` line on stderr and a non-
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from zoo import __version__
 from zoo.config import field_help, field_types, route_overrides, to_dict
+from zoo.display import printable
 from zoo.registry import matching, registry
 from zoo.specs import TrainConfig, ZooError
 
@@ -61,14 +64,26 @@ class ZooGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except ZooError as e:
-            raise UserError(str(e)) from None
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return super().invoke(ctx)
+        except ZooError as e:  # may quote a file's contents: escaped, and kept to one line
+            raise UserError(printable(str(e), newlines=False)) from None
         except click.UsageError as e:
             raise UserError(e.format_message(), e.exit_code) from None
         except OSError as e:  # a full disk or a permission problem while writing, say
             where = f": {e.filename}" if e.filename else ""
             raise UserError(f"{e.strerror or e}{where}") from None
+
+
+def _show_warning(previous, message, category, *args, **kwargs) -> None:
+    """zoo's own warnings as one line on stderr; others as Python shows them."""
+    from zoo.checkpoint import ZooWarning
+
+    if issubclass(category, ZooWarning):
+        click.echo(f"Warning: {printable(str(message), newlines=False)}", err=True)
+    else:
+        previous(message, category, *args, **kwargs)
 
 
 @click.group(cls=ZooGroup)
@@ -206,8 +221,9 @@ class TrainCommand(click.Command):
 @click.option("--resume", is_flag=True, help="continue the run saved in the run folder")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
-          log_every, quiet):
+          log_every, quiet, force):
     """Train MODEL on TASK and export the weights.
 
     Everything goes to the run folder: config.json, metrics.jsonl, the resumable state and the
@@ -220,7 +236,7 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
     pairs = [f"train.{k}={v}" for k, v in chosen.items() if v is not None]
     pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig]) + list(settings)
     _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, quiet=quiet,
-                  log_every=log_every)
+                  log_every=log_every, force=force)
 
 
 def _run_training(model, task, pairs, *, quiet, **options):
@@ -335,20 +351,23 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
     task = registry().get_task(card.task)
     overrides = _task_overrides(list(task_options), settings, task.config)
     net = load(weights, pick_device(device), overrides)
-    data = task.data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    data = _plugin_call(task, "its data", task.data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
+        raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the weights "
+                       f"were made for a {card.problem}")
     split = data.report_split
     if plot and task.plot is None:
         raise ZooError(f"task {task.name!r} has no plot")
-    metrics = {"split": split, **evaluate(task, net, data, split)}
+    metrics = {"split": split, **_plugin_call(task, "the evaluation", evaluate, task, net, data, split)}
     if plot:
         task.plot(net, data, split, plot)
         click.echo(f"plotted {split} predictions to {plot}", err=True)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    click.echo(f"{card.model} on {card.task}, {split} split ({len(data.split(split)):,} examples)")
+    click.echo(printable(f"{card.model} on {card.task}, {split} split ({len(data.split(split)):,} examples)"))
     if task.format_metrics is not None:
-        click.echo(task.format_metrics(metrics))
+        click.echo(printable(task.format_metrics(metrics)))
         return
     stored = card.metrics if card.metrics.get("split") == split else {}
     width = max(len(k) for k in metrics)
@@ -358,7 +377,20 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         then = stored.get(key)
         note = f"  (at export: {then:.4f})" if isinstance(then, float) and isinstance(value, float) else ""
-        click.echo(f"  {key:<{width}}  {shown}{note}")
+        click.echo(printable(f"  {key:<{width}}  {shown}{note}"))
+
+
+def _plugin_call(task, what: str, function, *args):
+    """Call a task's code on a file's contents; what it cannot take is one line (ZOO_DEBUG=1: the traceback)."""
+    try:
+        return function(*args)
+    except ZooError:
+        raise
+    except Exception as e:  # the input reached plugin code that could not take it
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        raise ZooError(f"{task.name} could not handle {what} ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
+                       f"for the traceback") from None
 
 
 @cli.command("predict", cls=TaskCommand)
@@ -377,16 +409,8 @@ def predict_command(weights, device, **options):
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
-    try:
-        answer = task.predict(net, **options)
-    except ZooError:
-        raise
-    except Exception as e:  # the input reached plugin code that could not take it
-        if os.environ.get("ZOO_DEBUG"):
-            raise
-        raise ZooError(f"{task.name} could not handle that input ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
-                       f"for the traceback") from None
-    click.echo(answer)
+    answer = _plugin_call(task, "that input", lambda: task.predict(net, **options))
+    click.echo(printable(str(answer)))  # vocabulary-made text: escape sequences in it are shown, not obeyed
 
 
 @cli.command("info")
@@ -394,19 +418,19 @@ def predict_command(weights, device, **options):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from dataclasses import asdict
+    from zoo.checkpoint import describe, missing_plugins, weights_file
 
-    from zoo.checkpoint import read_card, weights_file
-
-    card = read_card(weights_file(weights))
-    fields = {"model": card.model, "task": card.task, "model_config": to_dict(card.model_config),
-              "task_config": to_dict(card.task_config), "train_config": to_dict(card.train_config),
-              "problem": asdict(card.problem), "metrics": card.metrics, "versions": card.versions}
+    fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
     if as_json:
-        click.echo(json.dumps({**fields, "meta": card.meta}, indent=2))
+        click.echo(json.dumps(fields, indent=2))
         return
     for key, value in fields.items():
-        click.echo(f"{key:<13} {json.dumps(value) if not isinstance(value, str) else value}")
+        if key not in ("meta", "plugins"):
+            click.echo(f"{key:<13} {printable(value, newlines=False) if isinstance(value, str) else json.dumps(value)}")
+    made_by = [f"{r['role']} {r['name']}: {r['distribution']} {r['version']}".rstrip() for r in fields["plugins"]]
+    click.echo(printable(f"{'plugins':<13} {'; '.join(made_by)}", newlines=False))
+    for missing in missing_plugins(fields):
+        click.echo(f"{'':<13} not installed: {missing}")
 
 
 def main() -> None:
