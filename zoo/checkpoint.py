@@ -140,7 +140,7 @@ def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
     for name, entry in header.items():
         problem = entry_problem(entry)
         if problem:
-            raise ZooError(f"{path} is not a safetensors file (tensor {printable(name)!r}: {problem})")
+            raise ZooError(f"{path} is not a safetensors file (tensor {name!r}: {problem})")
         end = max(end, entry["data_offsets"][1])
     if 8 + length + end > size:
         raise ZooError(f"{path} is truncated: it should hold {8 + length + end} bytes, it has {size}")
@@ -153,7 +153,7 @@ def entry_problem(entry: Any) -> str:
         return "not a dtype, shape and data_offsets"
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if dtype not in DTYPE_BYTES:
-        return f"unknown dtype {printable(str(dtype))!r}"
+        return f"unknown dtype {str(dtype)!r}"
     if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
         return "its shape is not a list of sizes"
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
@@ -183,8 +183,8 @@ def describe(path: str | Path) -> dict[str, Any]:
         except RecursionError:
             raise ZooError(f"{path} has damaged zoo metadata ({key} nests too deeply)") from None
         if not isinstance(value, kind):
-            raise ZooError(f"{path} has damaged zoo metadata ({key} is a {json_type(value)}, "
-                           f"not {'a string' if kind is str else 'an object' if kind is dict else 'a list'})")
+            raise ZooError(f"{path} has damaged zoo metadata ({key} is {json_type(value)}, "
+                           f"not {'a string' if kind is str else 'a JSON object' if kind is dict else 'a list'})")
         fields[key] = value
     for key, value in fields["meta"].items():
         if key == "vocab" or key.endswith("_vocab"):  # the convention every built-in task follows
@@ -194,7 +194,8 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 
 def json_type(value: Any) -> str:
-    names = {dict: "JSON object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    names = {dict: "a JSON object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
@@ -203,7 +204,7 @@ def check_vocabulary(path: Any, key: str, vocab: Any) -> None:
         raise ZooError(f"{path} has damaged zoo metadata (meta.{key} is not a list of strings)")
     if len(set(vocab)) != len(vocab):
         twice = next(token for i, token in enumerate(vocab) if token in vocab[:i])
-        raise ZooError(f"{path} has damaged zoo metadata (meta.{key} has {printable(twice)!r} twice)")
+        raise ZooError(f"{path} has damaged zoo metadata (meta.{key} has {twice!r} twice)")
 
 
 def recorded_plugins(path: Any, fields: dict) -> list[dict[str, str]]:
@@ -220,7 +221,7 @@ def recorded_plugins(path: Any, fields: dict) -> list[dict[str, str]]:
     for role in ("model", "task"):
         if [r["name"] for r in records if r["role"] == role] != [fields[role]]:
             raise ZooError(f"{path} has damaged zoo metadata (its plugins do not name its {role} "
-                           f"{printable(fields[role])!r})")
+                           f"{fields[role]!r})")
     return records
 
 
@@ -252,7 +253,7 @@ def missing_plugins(fields: dict) -> list[str]:
             dist, version = record["distribution"], record["version"]
             source = f" from {dist} {version}".rstrip() if dist else ""
             install = f" (pip install '{dist}=={version}')" if dist and version else ""
-            missing.append(f"{record['role']} {printable(record['name'])!r}{source}{install}")
+            missing.append(f"{record['role']} {record['name']!r}{source}{install}")
     return missing
 
 
@@ -267,7 +268,7 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
     model_name, task_name = fields["model"], fields["task"]
     for kind, name, known in (("model", model_name, reg.models), ("task", task_name, reg.tasks)):
         if name not in known:  # a file whose plugins record does not name its own model or task
-            raise ZooError(f"{path} was trained with {kind} {printable(name)!r}, which no installed plugin provides "
+            raise ZooError(f"{path} was trained with {kind} {name!r}, which no installed plugin provides "
                            f"(`zoo list` shows what is installed)")
     model, task = reg.models[model_name], reg.tasks[task_name]
     return Card(

@@ -363,13 +363,13 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
             raise ZooError(f"a resumed run keeps the settings it started with: {'; '.join(changed)}")
     else:
         p = plan(model, task, overrides)
+    dev = pick_device(device)
+    if not force:  # settings that cannot fit are refused before any file, data or weights exist
+        check_training_memory(p, dev)
     export = None if out is False else Path(out) if out not in (None, True) else (
         saved_export if resume else run.dir / EXPORT)
     if export is not None:
         check_writable(export)
-    dev = pick_device(device)
-    if not force:  # settings that cannot fit are refused before any data or weights exist
-        check_training_memory(p, dev)
     data = p.task.data(p.task_config, None).to(dev)
     torch.manual_seed(p.train_config.seed)
     net = p.model.build(p.model_config, data.problem).to(dev)
