@@ -353,8 +353,8 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
     net = load(weights, pick_device(device), overrides)
     data = _plugin_call(task, "its data", task.data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
-        raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the weights "
-                       f"were made for a {card.problem}")
+        raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
+                       f"weights were made for a {card.problem}")
     split = data.report_split
     if plot and task.plot is None:
         raise ZooError(f"task {task.name!r} has no plot")
