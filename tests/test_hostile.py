@@ -415,3 +415,27 @@ def test_exports_made_before_the_plugins_record_still_load(runner, export, tmp_p
     save_file(load_file(export), old, metadata=metadata)
     line = one_line_error(zoo_cli(runner, "eval", old))
     assert "trained with model 'elman' from rnn-zoo" in line
+
+
+def test_a_model_that_cannot_be_built_on_meta_is_checked_on_the_cpu(runner, monkeypatch, tmp_path):
+    """A plugin whose build reads a number (`.item()`) cannot run on the meta device: zoo builds it on the
+    CPU under the same bounds, and a forged size is refused before it is allocated."""
+    import types
+
+    from zoo import registry as registry_module
+
+    def make_cell(config, input_size):
+        assert torch.ones(1).item() == 1.0  # meta tensors have no numbers: this raises there
+        return torch.nn.GRU(input_size, config.hidden_size, batch_first=True)
+
+    plugin = types.ModuleType("item_cell")
+    plugin.register_models = zoo.hookimpl(lambda register: [register(m) for m in zoo.cell_models(
+        "itemcell", "a cell whose build reads a number", make_cell)])
+    reg = registry_module.Registry(entry_points=False)
+    reg.add(plugin, registry_module.Plugin("itemcell", "zoo-itemcell", "1.0", builtin=False))
+    monkeypatch.setattr(registry_module, "_registry", reg)
+    out = tmp_path / "item.safetensors"
+    zoo.train("itemcell", "hihello", {"epochs": 1}, out=out, log=lambda line: None)
+    assert zoo.get_task("hihello").predict(zoo.load(out), "hihell")
+    forged = with_json(out, tmp_path / "forged.safetensors", "model_config", hidden_size=10**6)
+    assert "far bigger than its tensors" in one_line_error(zoo_cli(runner, "eval", forged))

@@ -28,7 +28,8 @@ class TooBig(Exception):
 
 class Budget(TorchFunctionMode):
     """Count the tensors made from sizes (torch.empty, zeros, ...) while a model is built; raise TooBig
-    past `max_tensors` or `max_elements`. Used with `torch.device("meta")`, nothing is allocated."""
+    past `max_tensors` or `max_elements`. Used with `torch.device("meta")`, nothing is allocated; on a
+    real device, a request given as sizes is refused before it is allocated."""
 
     def __init__(self, max_tensors: int = MAX_TENSORS, max_elements: float = math.inf):
         super().__init__()
@@ -36,6 +37,8 @@ class Budget(TorchFunctionMode):
         self.tensors = self.elements = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.elements + requested(args) > self.max_elements:
+            raise TooBig
         result = func(*args, **(kwargs or {}))
         name = getattr(func, "__name__", "")
         made = isinstance(result, torch.Tensor) and (
@@ -46,6 +49,14 @@ class Budget(TorchFunctionMode):
             if self.tensors > self.max_tensors or self.elements > self.max_elements:
                 raise TooBig
         return result
+
+
+def requested(args: tuple) -> int:
+    """The elements a factory call such as torch.empty(4, 5) or torch.zeros((4, 5)) asks for; 0 otherwise."""
+    sizes = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
+    if sizes and all(type(n) is int for n in sizes):
+        return math.prod(sizes)
+    return 0
 
 
 def parameters_on_meta(model_spec: Any, config: Any, problem: Problem, budget: Budget) -> torch.nn.Module:
@@ -108,6 +119,8 @@ def check_training_memory(plan: Any, device: torch.device) -> None:
     except TooBig:
         raise ZooError(f"{name} with these settings is made of more than {MAX_TENSORS:,} tensors; "
                        f"--force builds it anyway") from None
+    except (NotImplementedError, RuntimeError):  # a build that needs real numbers: no estimate, as with MPS
+        return
     parameters = [p for p in model.parameters()]
     count = sum(p.numel() for p in parameters)
     # one step of a batch: each weight matrix's outputs, kept for the backward pass, and their gradients

@@ -342,17 +342,25 @@ def expected_tensors(path: Any, spec: Any, card: Card, entries: dict[str, Any]) 
     """{name: (shape, safetensors dtype)} of the model the card describes, built on the meta device.
 
     Building stops as soon as it has made more, or bigger, tensors than the file could account for
-    (`num_layers` 1e6 would otherwise loop for minutes even on the meta device).
+    (`num_layers` 1e6 would otherwise loop for minutes even on the meta device). A plugin whose build
+    needs real numbers (`.item()` on a tensor, say) is built on the CPU under the same bounds.
     """
     import torch
 
     from zoo.budget import Budget, TooBig
 
     elements = sum(math.prod(e["shape"]) for e in entries.values())
-    budget = Budget(max_tensors=4 * len(entries) + 1000, max_elements=4 * elements + 10_000_000)
+
+    def build(device: str):
+        budget = Budget(max_tensors=4 * len(entries) + 1000, max_elements=4 * elements + 10_000_000)
+        with torch.random.fork_rng(devices=[]), torch.device(device), budget:
+            return spec.build(card.model_config, card.problem)
+
     try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"), budget:
-            model = spec.build(card.model_config, card.problem)
+        try:
+            model = build("meta")
+        except (NotImplementedError, RuntimeError):  # not built for meta tensors
+            model = build("cpu")
     except TooBig:
         raise ZooError(f"{path}: its metadata describes a {card.model} far bigger than its tensors "
                        f"({len(entries)} tensors, {elements:,} numbers): the file is damaged or forged") from None

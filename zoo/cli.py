@@ -73,7 +73,7 @@ class ZooGroup(click.Group):
             raise UserError(e.format_message(), e.exit_code) from None
         except OSError as e:  # a full disk or a permission problem while writing, say
             where = f": {e.filename}" if e.filename else ""
-            raise UserError(f"{e.strerror or e}{where}") from None
+            raise UserError(printable(f"{e.strerror or e}{where}", newlines=False)) from None
 
 
 def _show_warning(previous, message, category, *args, **kwargs) -> None:
