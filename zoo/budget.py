@@ -37,7 +37,7 @@ class Budget(TorchFunctionMode):
         self.tensors = self.elements = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if self.elements + requested(args) > self.max_elements:
+        if self.elements + requested(func, args) > self.max_elements:
             raise TooBig
         result = func(*args, **(kwargs or {}))
         name = getattr(func, "__name__", "")
@@ -51,9 +51,17 @@ class Budget(TorchFunctionMode):
         return result
 
 
-def requested(args: tuple) -> int:
+SIZED = {"empty", "zeros", "ones", "rand", "randn", "full"}  # factories whose first arguments are the sizes
+
+
+def requested(func: Any, args: tuple) -> int:
     """The elements a factory call such as torch.empty(4, 5) or torch.zeros((4, 5)) asks for; 0 otherwise."""
-    sizes = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
+    name = getattr(func, "__name__", "")
+    if name not in SIZED or not args:
+        return 0
+    sizes = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else args
+    if name == "full" and sizes is args:
+        sizes = args[:1]
     if sizes and all(type(n) is int for n in sizes):
         return math.prod(sizes)
     return 0
