@@ -148,6 +148,7 @@ def register_tasks(register):
                          help="characters to generate"),
             click.Option(["--temperature"], type=click.FloatRange(min=0), default=0.0, show_default=True,
                          help="0 picks the likeliest character; higher samples more freely"),
-            click.Option(["--seed"], type=int, default=0, show_default=True, help="seeds sampling"),
+            click.Option(["--seed"], type=click.IntRange(-2**63, 2**64 - 1), default=0, show_default=True,
+                         help="seeds sampling"),
         ),
     ))

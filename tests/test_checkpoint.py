@@ -79,8 +79,12 @@ def bad_files(export, tmp_path):
     (tmp_path / "text.safetensors").write_text("just some text, not weights")
     (tmp_path / "tiny.safetensors").write_bytes(b"\x01")
     save_file({"w": torch.zeros(2)}, tmp_path / "foreign.safetensors", metadata={"who": "someone else"})
-    rewrite(export, tmp_path / "unknown-model.safetensors", model="elman-deluxe")
-    rewrite(export, tmp_path / "unknown-task.safetensors", task="poetry")
+    plugins = json.loads(read_header(export)[0]["plugins"])
+    elman = [{**r, "name": "elman-deluxe", "distribution": "zoo-elman", "version": "1.2"} if r["role"] == "model"
+             else r for r in plugins]
+    poetry = [{**r, "name": "poetry"} if r["role"] == "task" else r for r in plugins]
+    rewrite(export, tmp_path / "unknown-model.safetensors", model="elman-deluxe", plugins=elman)
+    rewrite(export, tmp_path / "unknown-task.safetensors", task="poetry", plugins=poetry)
     config = json.loads(read_header(export)[0]["model_config"])
     rewrite(export, tmp_path / "mismatch.safetensors", model_config={**config, "hidden_size": 9})
     rewrite(export, tmp_path / "layers.safetensors", model_config={**config, "num_layers": 2})
@@ -94,8 +98,9 @@ BAD_FILES = [
     ("text.safetensors", "is not a safetensors file"),
     ("tiny.safetensors", "is not a safetensors file"),
     ("foreign.safetensors", "not one zoo exported"),
-    ("unknown-model.safetensors", "trained with model 'elman-deluxe', which no installed plugin provides"),
-    ("unknown-task.safetensors", "trained with task 'poetry', which no installed plugin provides"),
+    ("unknown-model.safetensors", "trained with model 'elman-deluxe' from zoo-elman 1.2 (pip install "
+                                  "'zoo-elman==1.2'), which no installed plugin provides"),
+    ("unknown-task.safetensors", "trained with task 'poetry' from rnn-zoo"),
     ("mismatch.safetensors", "do not match the lstm architecture its metadata describes (rnn.weight_ih_l0 is (32, 5)"),
     ("layers.safetensors", "missing rnn.weight_ih_l1"),
     ("damaged.safetensors", "has damaged zoo metadata"),
@@ -103,8 +108,10 @@ BAD_FILES = [
 
 
 BAD_USES = [(command, name, message) for command in ("eval", "predict", "info") for name, message in BAD_FILES
-            # info reads the metadata only: tensors that do not fit are for the commands that load them
-            if not (command == "info" and name in ("mismatch.safetensors", "layers.safetensors"))]
+            # info reads the metadata only: tensors that do not fit, or plugins that are missing, are for the
+            # commands that load them
+            if not (command == "info" and name in ("mismatch.safetensors", "layers.safetensors",
+                                                   "unknown-model.safetensors", "unknown-task.safetensors"))]
 
 
 @pytest.mark.parametrize("command,name,message", BAD_USES, ids=[f"{c}-{n}" for c, n, _ in BAD_USES])

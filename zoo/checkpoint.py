@@ -1,25 +1,43 @@
 """Exports: safetensors weights whose metadata says everything needed to rebuild the model.
 
 Metadata keys (all strings, JSON where structured): format, model, task, model_config, task_config,
-train_config, problem, meta (vocabularies, scalers), metrics, versions. No pickle anywhere.
-Reading the card needs no torch, so the CLI can inspect a file cheaply.
+train_config, problem, meta (vocabularies, scalers), metrics, versions, plugins (who made it, so that
+a missing plugin can be named). No pickle anywhere. Reading the card needs no torch, so the CLI can
+inspect a file cheaply.
+
+Files are read as input from strangers: every header entry and metadata type is checked, and the model
+is compared with the tensors on torch's meta device before anything real is built (`load`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from zoo.config import make_config, path_fields, to_dict
+from zoo.display import printable
 from zoo.files import remove_stale_temporaries, write_bytes_atomically
 from zoo.registry import registry
 from zoo.specs import Card, Problem, TrainConfig, ZooError
 
 FORMAT = "zoo/1"
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+# bytes per element of each safetensors dtype, and the torch dtypes of those torch has
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+TORCH_DTYPES = {"BOOL": "torch.bool", "U8": "torch.uint8", "I8": "torch.int8", "I16": "torch.int16",
+                "F16": "torch.float16", "BF16": "torch.bfloat16", "I32": "torch.int32", "F32": "torch.float32",
+                "I64": "torch.int64", "F64": "torch.float64"}
+# the metadata entries of an export and their JSON types (model and task are plain strings)
+FIELDS = {"model": str, "task": str, "model_config": dict, "task_config": dict, "train_config": dict, "problem": dict,
+          "meta": dict, "metrics": dict, "versions": dict, "plugins": list}
 
 
 def check_writable(path: Path) -> None:
@@ -53,6 +71,7 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
         "meta": json.dumps(card.meta),
         "metrics": json.dumps(card.metrics),
         "versions": json.dumps(card.versions),
+        "plugins": json.dumps(contributors(card)),  # so that a missing plugin can be named, with its version
     }
     check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,12 +102,37 @@ def weights_file(path: str | Path) -> Path:
     return path
 
 
+def check_regular_file(path: Path) -> int:
+    """The size of `path`, or one line saying why it is not a file weights can be read from.
+
+    Checked before opening: a FIFO would block the open, /dev/zero would never end.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        kind = "a broken symbolic link" if path.is_symlink() else "no such file"
+        raise ZooError(f"{path}: {kind}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ZooError(f"{path} is a symbolic link loop, not a file") from None
+        raise ZooError(f"{path}: {e.strerror}") from None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            raise ZooError(f"{path} is {kind}, not a weights file")
+    if not stat.S_ISREG(mode):
+        raise ZooError(f"{path} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ZooError(f"{path}: permission denied")
+    return path.stat().st_size
+
+
 def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """(metadata, tensor entries) of a safetensors file, checked for truncation; torch is not needed."""
+    """(metadata, tensor entries) of a safetensors file, checked for truncation and for entries that
+    contradict themselves (a shape whose bytes are not the bytes given); torch is not needed."""
     path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"{path}: no such file")
-    size = path.stat().st_size
+    size = check_regular_file(path)
     with open(path, "rb") as f:
         prefix = f.read(9)
         length = int.from_bytes(prefix[:8], "little")
@@ -100,47 +144,154 @@ def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
             header = json.loads(prefix[8:] + f.read(length - 1))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise ZooError(f"{path} is not a safetensors file (its header is not JSON)") from None
+        except RecursionError:
+            raise ZooError(f"{path} is not a safetensors file (its header nests too deeply)") from None
+    if not isinstance(header, dict):
+        raise ZooError(f"{path} is not a safetensors file (its header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
-    try:
-        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    except (TypeError, KeyError, IndexError):
-        raise ZooError(f"{path} is not a safetensors file (malformed tensor entries)") from None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ZooError(f"{path} is not a safetensors file (its metadata is not a map of strings)")
+    end = 0
+    for name, entry in header.items():
+        problem = entry_problem(entry)
+        if problem:
+            raise ZooError(f"{path} is not a safetensors file (tensor {name!r}: {problem})")
+        end = max(end, entry["data_offsets"][1])
     if 8 + length + end > size:
         raise ZooError(f"{path} is truncated: it should hold {8 + length + end} bytes, it has {size}")
     return metadata, header
 
 
-def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) -> Card:
-    """The card of an export, with its configs rebuilt through the installed plugins."""
+def entry_problem(entry: Any) -> str:
+    """What is wrong with one tensor entry of a safetensors header, or ''."""
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+        return "not a dtype, shape and data_offsets"
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_BYTES:
+        return f"unknown dtype {str(dtype)!r}"
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        return "its shape is not a list of sizes"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        return "malformed data_offsets"
+    if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
+        return f"a {dtype} tensor of shape {tuple(shape)} cannot fill bytes {offsets[0]}-{offsets[1]}"
+    return ""
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """What an export says about itself, checked for type but not interpreted: no plugin is needed,
+    so `zoo info` works on a file whose model or task is not installed."""
     metadata, _ = read_header(path)
     if metadata.get("format") != FORMAT:
         raise ZooError(f"{path} is a safetensors file, but not one zoo exported (no '{FORMAT}' format tag)")
+    fields: dict[str, Any] = {}
+    for key, kind in FIELDS.items():
+        if key not in metadata:
+            if key == "plugins":  # exports before 0.2 did not name the cell's plugin
+                continue
+            raise ZooError(f"{path} has damaged zoo metadata (no {key!r})")
+        try:
+            value = metadata[key] if kind is str else json.loads(metadata[key])
+        except json.JSONDecodeError as e:
+            raise ZooError(f"{path} has damaged zoo metadata ({key} is not JSON: {e})") from None
+        except RecursionError:
+            raise ZooError(f"{path} has damaged zoo metadata ({key} nests too deeply)") from None
+        if not isinstance(value, kind):
+            raise ZooError(f"{path} has damaged zoo metadata ({key} is {json_type(value)}, "
+                           f"not {'a string' if kind is str else 'a JSON object' if kind is dict else 'a list'})")
+        fields[key] = value
+    for key, value in fields["meta"].items():
+        if key == "vocab" or key.endswith("_vocab"):  # the convention every built-in task follows
+            check_vocabulary(path, key, value)
+    fields["plugins"] = recorded_plugins(path, fields)
+    return fields
+
+
+def json_type(value: Any) -> str:
+    names = {dict: "a JSON object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def check_vocabulary(path: Any, key: str, vocab: Any) -> None:
+    if not isinstance(vocab, list) or not all(isinstance(token, str) for token in vocab):
+        raise ZooError(f"{path} has damaged zoo metadata (meta.{key} is not a list of strings)")
+    if len(set(vocab)) != len(vocab):
+        twice = next(token for i, token in enumerate(vocab) if token in vocab[:i])
+        raise ZooError(f"{path} has damaged zoo metadata (meta.{key} has {twice!r} twice)")
+
+
+def recorded_plugins(path: Any, fields: dict) -> list[dict[str, str]]:
+    """Which plugin distributions made the export: model, task and any model the model is built from."""
+    if "plugins" not in fields:  # older exports: the model's and task's providers, as "distribution version"
+        versions = fields["versions"]
+        return [{"role": role, "name": fields[role], **provider(str(versions.get(f"{role}_plugin", "")))}
+                for role in ("model", "task")]
+    records = fields["plugins"]
+    if not all(isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("role", "name", "distribution",
+                                                                                "version")) for r in records):
+        raise ZooError(f"{path} has damaged zoo metadata (plugins is not a list of role, name, distribution, "
+                       f"version)")
+    for role in ("model", "task"):
+        if [r["name"] for r in records if r["role"] == role] != [fields[role]]:
+            raise ZooError(f"{path} has damaged zoo metadata (its plugins do not name its {role} "
+                           f"{fields[role]!r})")
+    return records
+
+
+def provider(plugin: str) -> dict[str, str]:
+    """`{"distribution": ..., "version": ...}` from the registry's "distribution version" string."""
+    distribution, _, version = plugin.rpartition(" ")
+    return {"distribution": distribution, "version": version} if distribution else {"distribution": plugin,
+                                                                                      "version": ""}
+
+
+def contributors(card: Card) -> list[dict[str, str]]:
+    """The plugins an export needs, for its metadata: the model's, the task's, and those of any model the
+    model config names (a composite model's cell, say seq2seq's `cell`): a field whose value is the name
+    of a registered model."""
     reg = registry()
-    try:
-        model_name, task_name = metadata["model"], metadata["task"]
-        fields = {key: json.loads(metadata[key]) for key in
-                  ("model_config", "task_config", "train_config", "problem", "meta", "metrics", "versions")}
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ZooError(f"{path} has damaged zoo metadata ({type(e).__name__}: {e})") from None
-    for kind, name, known in (("model", model_name, reg.models), ("task", task_name, reg.tasks)):
-        if name not in known:
-            raise ZooError(f"{path} was trained with {kind} {name!r}, which no installed plugin provides "
-                           f"(`zoo list` shows what is installed)")
-    model, task = reg.models[model_name], reg.tasks[task_name]
+    found = [("model", card.model, reg.models.get(card.model)), ("task", card.task, reg.tasks.get(card.task))]
+    found += [(key, value, reg.models[value]) for key, value in to_dict(card.model_config).items()
+              if isinstance(value, str) and value != card.model and value in reg.models]
+    return [{"role": role, "name": name, **provider(spec.plugin)} for role, name, spec in found if spec is not None]
+
+
+def missing_plugins(fields: dict) -> list[str]:
+    """What an export needs that no installed plugin provides, each with the distribution to install."""
+    reg = registry()
+    missing = []
+    for record in fields["plugins"]:
+        known = reg.tasks if record["role"] == "task" else reg.models
+        if record["name"] not in known:
+            dist, version = record["distribution"], record["version"]
+            source = f" from {dist} {version}".rstrip() if dist else ""
+            install = f" (pip install '{dist}=={version}')" if dist and version else ""
+            missing.append(f"{record['role']} {record['name']!r}{source}{install}")
+    return missing
+
+
+def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) -> Card:
+    """The card of an export, with its configs rebuilt through the installed plugins."""
+    fields = describe(path)
+    missing = missing_plugins(fields)
+    if missing:
+        raise ZooError(f"{path} was trained with {'; '.join(missing)}, which no installed plugin provides "
+                       f"(`zoo list` shows what is installed)")
+    reg = registry()
+    model_name, task_name = fields["model"], fields["task"]
+    model, task = reg.models[model_name], reg.tasks[task_name]  # both in the plugins record: present
     recorded = fields["task_config"]
     # files the export names are provenance, never followed: evaluating needs them given again
-    sources = {k: recorded.pop(k) for k in path_fields(task.config) if isinstance(recorded, dict) and k in recorded}
-    try:
-        problem = Problem(**fields["problem"])
-    except (TypeError, ValueError) as e:
-        raise ZooError(f"{path} has damaged zoo metadata (problem: {e})") from None
+    sources = {k: recorded.pop(k) for k in path_fields(task.config) if k in recorded}
     return Card(
         model=model_name,
         task=task_name,
         model_config=make_config(model.config, fields["model_config"], owner=f"{path}: model {model_name}"),
         task_config=make_config(task.config, fields["task_config"], task_overrides or {}, owner=f"task {task_name}"),
         train_config=make_config(TrainConfig, fields["train_config"], owner=f"{path}: training"),
-        problem=problem,
+        problem=make_config(Problem, fields["problem"], owner=f"{path}: problem"),
         meta=fields["meta"],
         metrics=fields["metrics"],
         versions=fields["versions"],
@@ -151,30 +302,87 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
 def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None):
     """Rebuild the model an export describes, load its weights and return it in eval mode.
 
-    The returned module carries its Card as `.zoo` (names, configs, vocabulary, metrics).
+    The returned module carries its Card as `.zoo` (names, configs, vocabulary, metrics). Before anything
+    is allocated, the architecture the metadata describes is built on torch's meta device (shapes, no
+    memory) and compared with the tensors the file holds, so that a small file cannot make zoo build a
+    huge model: the cost of refusing a hostile file is the cost of reading its header.
     """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     card = read_card(path, task_overrides)
+    _, entries = read_header(path)
     spec = registry().get_model(card.model)
+    check_architecture(path, spec, card, entries)
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone
         model = spec.build(card.model_config, card.problem)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise ZooError(f"{path} cannot be read as safetensors: {e}") from None
-    expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in tensors]
-    problems += [f"unexpected {k}" for k in tensors if k not in expected]
-    problems += [f"{k} is {tuple(tensors[k].shape)} in the file but {tuple(v.shape)} in the model"
-                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    model.load_state_dict(tensors)
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors.values() if t.is_floating_point())
+    if bad:
+        warnings.warn(f"{path}: {bad:,} weight{'s are' if bad > 1 else ' is'} not finite (NaN or infinite): "
+                      f"its outputs mean nothing", ZooWarning, stacklevel=2)
+    model.to(device).eval()
+    model.zoo = card
+    return model
+
+
+class ZooWarning(UserWarning):
+    """Something zoo can go on with but the user should know (the CLI shows it as one line)."""
+
+
+def check_architecture(path: Any, spec: Any, card: Card, entries: dict[str, Any]) -> None:
+    """Refuse, in one line, a file whose tensors are not the ones its metadata's model has."""
+    expected = expected_tensors(path, spec, card, entries)
+    problems = [f"missing {k}" for k in expected if k not in entries]
+    problems += [f"unexpected {printable(k)}" for k in entries if k not in expected]
+    for key, (shape, dtype) in expected.items():
+        if key in entries:
+            entry = entries[key]
+            if tuple(entry["shape"]) != shape:
+                problems.append(f"{key} is {tuple(entry['shape'])} in the file but {shape} in the model")
+            elif entry["dtype"] != dtype:
+                problems.append(f"{key} is {entry['dtype']} in the file but {dtype} in the model")
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise ZooError(f"{path}: the weights do not match the {card.model} architecture its metadata describes "
                        f"({shown})")
-    model.load_state_dict(tensors)
-    model.to(device).eval()
-    model.zoo = card
-    return model
+
+
+def expected_tensors(path: Any, spec: Any, card: Card, entries: dict[str, Any]) -> dict[str, tuple]:
+    """{name: (shape, safetensors dtype)} of the model the card describes, built on the meta device.
+
+    Building stops as soon as it has made more, or bigger, tensors than the file could account for
+    (`num_layers` 1e6 would otherwise loop for minutes even on the meta device). A plugin whose build
+    needs real numbers (`.item()` on a tensor, say) is built on the CPU under the same bounds.
+    """
+    import torch
+
+    from zoo.budget import Budget, TooBig
+
+    elements = sum(math.prod(e["shape"]) for e in entries.values())
+
+    def build(device: str):
+        budget = Budget(max_tensors=4 * len(entries) + 1000, max_elements=4 * elements + 10_000_000)
+        with torch.random.fork_rng(devices=[]), torch.device(device), budget:
+            return spec.build(card.model_config, card.problem)
+
+    try:
+        try:
+            model = build("meta")
+        except (NotImplementedError, RuntimeError):  # not built for meta tensors
+            model = build("cpu")
+    except TooBig:
+        raise ZooError(f"{path}: its metadata describes a {card.model} far bigger than its tensors "
+                       f"({len(entries)} tensors, {elements:,} numbers): the file is damaged or forged") from None
+    except ZooError:
+        raise
+    except Exception as e:  # a plugin's build choking on values its config allowed
+        raise ZooError(f"{path}: cannot build the {card.model} its metadata describes "
+                       f"({type(e).__name__}: {printable(str(e), newlines=False)})") from None
+    names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+    return {k: (tuple(v.shape), names.get(str(v.dtype), str(v.dtype))) for k, v in model.state_dict().items()}

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import difflib
 import errno
+import functools
 import json
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from zoo import __version__
-from zoo.config import field_help, field_types, route_overrides, to_dict
+from zoo.config import field_help, field_types, path_fields, route_overrides, to_dict
+from zoo.display import printable
 from zoo.registry import matching, registry
 from zoo.specs import Terminated, TrainConfig, ZooError
 from zoo.threads import THREADS_ENV
@@ -88,9 +91,11 @@ class ZooGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except ZooError as e:
-            raise UserError(str(e)) from None
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return super().invoke(ctx)
+        except ZooError as e:  # may quote a file's contents: escaped, and kept to one line
+            raise UserError(printable(str(e), newlines=False)) from None
         except click.NoSuchOption as e:
             command = e.ctx.command if e.ctx else None
             takes = [opt for param in (command.params if command else []) if isinstance(param, click.Option)
@@ -105,7 +110,17 @@ class ZooGroup(click.Group):
             if e.errno == errno.EPIPE:
                 raise  # `zoo list | head`: click ends quietly
             where = f": {e.filename}" if e.filename else ""
-            raise UserError(f"{e.strerror or e}{where}") from None
+            raise UserError(printable(f"{e.strerror or e}{where}", newlines=False)) from None
+
+
+def _show_warning(previous, message, category, *args, **kwargs) -> None:
+    """zoo's own warnings as one line on stderr; others as Python shows them."""
+    from zoo.checkpoint import ZooWarning
+
+    if issubclass(category, ZooWarning):
+        click.echo(f"Warning: {printable(str(message), newlines=False)}", err=True)
+    else:
+        previous(message, category, *args, **kwargs)
 
 
 @click.group(cls=ZooGroup)
@@ -256,8 +271,9 @@ class TrainCommand(click.Command):
 @click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines, only where the export went")
+@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
-          overwrite, init_from, threads, log_every, quiet):
+          overwrite, init_from, threads, log_every, quiet, force):
     """Train MODEL on TASK and export the weights.
 
     Each run gets a folder of its own (printed at the start and the end): config.json, metrics.jsonl,
@@ -272,7 +288,7 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
                     if o.startswith("--"))
     pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig], options) + list(settings)
     _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
-                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every)
+                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force)
 
 
 def _run_training(model, task, pairs, *, quiet, threads, **options):
@@ -409,11 +425,14 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
     net = load(weights, pick_device(device), overrides)
-    data = task.data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    data = _plugin_call(task, "its data", task.data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
+        raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
+                       f"weights were made for a {card.problem}")
     split = data.report_split
     if plot and task.plot is None:
         raise ZooError(f"task {task.name!r} has no plot")
-    metrics = {"split": split, **evaluate(task, net, data, split)}
+    metrics = {"split": split, **_plugin_call(task, "the evaluation", evaluate, task, net, data, split)}
     if plot:
         task.plot(net, data, split, plot)
         click.echo(f"plotted {split} predictions to {plot}", err=True)
@@ -421,9 +440,9 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
         click.echo(json.dumps(metrics, indent=2))
         return
     count = len(data.split(split))
-    click.echo(f"{card.model} on {card.task}, {split} split ({count:,} example{'s' * (count != 1)})")
+    click.echo(printable(f"{card.model} on {card.task}, {split} split ({count:,} example{'s' * (count != 1)})"))
     if task.format_metrics is not None:
-        click.echo(task.format_metrics(metrics))
+        click.echo(printable(task.format_metrics(metrics)))
         return
     stored = card.metrics if card.metrics.get("split") == split else {}
     width = max(len(k) for k in metrics)
@@ -433,7 +452,20 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         then = stored.get(key)
         note = f"  (at export: {then:.4f})" if isinstance(then, float) and isinstance(value, float) else ""
-        click.echo(f"  {key:<{width}}  {shown}{note}")
+        click.echo(printable(f"  {key:<{width}}  {shown}{note}"))
+
+
+def _plugin_call(task, what: str, function, *args):
+    """Call a task's code on a file's contents; what it cannot take is one line (ZOO_DEBUG=1: the traceback)."""
+    try:
+        return function(*args)
+    except ZooError:
+        raise
+    except Exception as e:  # the input reached plugin code that could not take it
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        raise ZooError(f"{task.name} could not handle {what} ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
+                       f"for the traceback") from None
 
 
 @cli.command("predict", cls=TaskCommand)
@@ -452,16 +484,8 @@ def predict_command(weights, device, **options):
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
-    try:
-        answer = task.predict(net, **options)
-    except ZooError:
-        raise
-    except Exception as e:  # the input reached plugin code that could not take it
-        if os.environ.get("ZOO_DEBUG"):
-            raise
-        raise ZooError(f"{task.name} could not handle that input ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
-                       f"for the traceback") from None
-    click.echo(answer)
+    answer = _plugin_call(task, "that input", lambda: task.predict(net, **options))
+    click.echo(printable(str(answer)))  # vocabulary-made text: escape sequences in it are shown, not obeyed
 
 
 @cli.command("info")
@@ -469,21 +493,25 @@ def predict_command(weights, device, **options):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from dataclasses import asdict
+    from zoo.checkpoint import describe, missing_plugins, weights_file
 
-    from zoo.checkpoint import read_card, weights_file
-
-    card = read_card(weights_file(weights))
-    fields = {"model": card.model, "task": card.task, "model_config": to_dict(card.model_config),
-              "task_config": to_dict(card.task_config), "train_config": to_dict(card.train_config),
-              "problem": asdict(card.problem), "metrics": card.metrics, "versions": card.versions}
-    if card.sources:  # provenance: zoo eval does not follow these
-        fields["trained_on"] = card.sources
+    fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
+    task = registry().tasks.get(fields["task"])
+    if task is not None:  # files the export names are provenance (zoo eval does not follow them)
+        sources = {k: fields["task_config"].pop(k) for k in path_fields(task.config) if k in fields["task_config"]}
+        files = {k: v for k, v in sources.items() if v and k in path_fields(task.config, folders=False)}
+        if files:
+            fields["trained_on"] = files
     if as_json:
-        click.echo(json.dumps({**fields, "meta": card.meta}, indent=2))
+        click.echo(json.dumps(fields, indent=2))
         return
     for key, value in fields.items():
-        click.echo(f"{key:<13} {json.dumps(value) if not isinstance(value, str) else value}")
+        if key not in ("meta", "plugins"):
+            click.echo(f"{key:<13} {printable(value, newlines=False) if isinstance(value, str) else json.dumps(value)}")
+    made_by = [f"{r['role']} {r['name']}: {r['distribution']} {r['version']}".rstrip() for r in fields["plugins"]]
+    click.echo(printable(f"{'plugins':<13} {'; '.join(made_by)}", newlines=False))
+    for missing in missing_plugins(fields):
+        click.echo(f"{'':<13} not installed: {missing}")
 
 
 def _terminate(signum, frame):

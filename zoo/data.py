@@ -82,11 +82,15 @@ def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> It
 
 def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
     """Character ids of `text`; characters outside the vocabulary are a user error, named in one line."""
+    from zoo.specs import ZooError
+
     index = {ch: i for i, ch in enumerate(vocab)}
+    if len(index) != len(vocab) or not all(isinstance(ch, str) and len(ch) == 1 for ch in vocab):
+        wrong = next((ch for i, ch in enumerate(vocab) if not isinstance(ch, str) or len(ch) != 1 or ch in vocab[:i]))
+        raise ZooError(f"the model's vocabulary is damaged: {wrong!r} is " + (
+            "in it twice" if isinstance(wrong, str) and len(wrong) == 1 else "not a single character"))
     unknown = sorted({ch for ch in text if ch not in index})
     if unknown:
-        from zoo.specs import ZooError
-
         raise ZooError(f"{what} has characters the model never saw: {''.join(unknown)!r} "
                        f"(its vocabulary: {''.join(vocab)!r})")
     return [index[ch] for ch in text]

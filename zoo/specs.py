@@ -85,6 +85,7 @@ class TrainConfig:
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
         require(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        require(-2**63 <= self.seed < 2**64, f"seed must be in torch's range [-2**63, 2**64), got {self.seed}")
 
 
 @dataclass(frozen=True)

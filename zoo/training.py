@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from zoo.budget import check_training_memory
 from zoo.config import to_dict
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
@@ -33,7 +34,7 @@ from zoo.threads import prepare as prepare_threads
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` takes CUDA, then Apple's MPS, then the CPU."""
+    """`auto` takes CUDA, then Apple's MPS, then the CPU; any other device must exist here and hold data."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -42,12 +43,27 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ZooError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ZooError("device cuda was asked for, but CUDA is not available here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ZooError("device mps was asked for, but MPS is not available here")
+    if device.type == "meta":
+        raise ZooError("device meta holds shapes, not numbers: nothing can be trained or run on it; use auto, cpu, "
+                       "cuda or mps")
+    if device.type == "cpu":
+        return device
+    if device.type == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        available, count = bool(backend and backend.is_available()), 1
+    else:  # cuda, and the accelerators torch names after their module: xpu, ...
+        module = getattr(torch, device.type, None)
+        available = bool(module and hasattr(module, "is_available") and module.is_available())
+        count = module.device_count() if available and hasattr(module, "device_count") else 1
+    if not available:
+        raise ZooError(f"device {device.type} was asked for, but {device.type.upper()} is not available here"
+                       if device.type in ("cuda", "mps", "xpu") else
+                       f"torch cannot train on device {name!r} here; use auto, cpu, cuda, cuda:N or mps")
+    if device.index is not None and device.index >= count:
+        raise ZooError(f"device {name} was asked for, but there {'is' if count == 1 else 'are'} only {count} "
+                       f"{device.type} device{'s' * (count != 1)} (numbered from 0)")
     return device
 
 
@@ -373,7 +389,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
 def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, device: str = "auto",
           out: str | Path | bool | None = None, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | None = None,
-          log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0) -> torch.nn.Module:
+          log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
+          force: bool = False) -> torch.nn.Module:
     """Train `model` on `task` and return the network (with `.zoo`, its Card).
 
     Files go to the run folder: `run_dir`, or by default a new checkpoints/MODEL-TASK, -2, -3, ...
@@ -388,7 +405,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     world, device = join(device)
     try:
         return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,
-                      log, progress, log_every)
+                      log, progress, log_every, force)
     finally:
         if world.size > 1:
             leave()
@@ -457,7 +474,7 @@ def _init_weights(net: torch.nn.Module, path: Path) -> None:
 
 
 def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy, log, progress,
-           log_every):
+           log_every, force=False):
     from zoo import __version__
     from zoo.checkpoint import check_writable, read_card, save, weights_file
 
@@ -494,6 +511,9 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
         else:
             p = plan(model, task, overrides)
             export = Path(out) if out not in (None, True, False) else None
+        dev = pick_device(device)
+        if not force:  # settings that cannot fit are refused before any file, data or weights exist
+            check_training_memory(p, dev)
         if world.main and out is not False:
             if export is not None and not resume:
                 _check_out(export, run, p.task_config)
@@ -506,7 +526,6 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
                                f"{model} on {task} only if it is {model} on {task} too")
         threads = policy.start()
-        dev = pick_device(device)
         data = p.task.data(p.task_config, init_card.meta if init_card else None).to(dev)
         torch.manual_seed(p.train_config.seed)
         net = p.model.build(p.model_config, data.problem).to(dev)
