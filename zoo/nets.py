@@ -16,7 +16,7 @@ class RecurrentNet(nn.Module):
     direction feeds the linear layer, (batch, outputs).
     """
 
-    def __init__(self, make_cell, config, problem: Problem):
+    def __init__(self, make_recurrent, config, problem: Problem):
         super().__init__()
         self.vocab_size = problem.vocab_size
         self.many_to_one = problem.shape == MANY_TO_ONE
@@ -25,7 +25,7 @@ class RecurrentNet(nn.Module):
         use_embedding = problem.vocab_size > 0 and config.embed_dim > 0
         self.embed = nn.Embedding(problem.vocab_size, config.embed_dim) if use_embedding else None
         input_size = problem.input_size or config.embed_dim or problem.vocab_size
-        self.rnn = make_cell(config, input_size)
+        self.rnn = make_recurrent(config, input_size)  # the cell with its layers and directions
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
 
@@ -33,7 +33,7 @@ class RecurrentNet(nn.Module):
         if self.vocab_size:
             # one-hot per batch: the course's input, without holding one-hot copies of a whole corpus
             x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
-        out, _ = self.rnn(x)
+        out, _ = self.rnn(x, None)
         if self.many_to_one:
             last = out[:, -1, : self.hidden_size]  # forward direction after reading everything
             if self.directions == 2:  # backward direction after reading everything, i.e. at step 0

@@ -102,9 +102,10 @@ class Model:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # a preset's overrides of config defaults
     # the problem shapes it can solve, or a function of its config that says (bidirectional reads the future)
     shapes: Any = (MANY_TO_ONE, MANY_TO_MANY)
-    # for recurrent cells: (config, input_size) -> a module with torch.nn.RNN's batch-first interface,
-    # so composite models (an encoder-decoder, say) can be built from any registered cell
+    # for recurrent cells: (config, input_size) -> one layer in one direction, `out, h_n = cell(x, h0)`
+    # (the cell contract, zoo/layers.py), so composite models can be built from any registered cell
     cell: Callable[[Any, int], Any] | None = None
+    native_layers: bool = False  # the cell builds num_layers, bidirectional and dropout itself (torch's)
     plugin: str = ""  # who registered it, "distribution version"; filled in by the registry
 
     def supported_shapes(self, config: Any = None) -> tuple[str, ...]:
