@@ -37,12 +37,17 @@ class Stopped(UserError):
 class ZooGroup(click.Group):
     """Adds plugin commands lazily and turns user errors into one line."""
 
-    plugins_loaded = False
+    loaded_for = None  # the registry whose plugins added their commands (tests swap registries)
+    plugin_commands: set = set()
 
     def _load_plugin_commands(self) -> None:
-        if not self.plugins_loaded:
-            self.plugins_loaded = True
-            registry().run_hook("register_commands", lambda plugin: {"cli": self})
+        reg = registry()
+        if self.loaded_for is not reg:
+            for name in self.plugin_commands:
+                self.commands.pop(name, None)
+            self.loaded_for, before = reg, set(self.commands)
+            reg.run_hook("register_commands", lambda plugin: {"cli": self})
+            self.plugin_commands = set(self.commands) - before
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
@@ -127,14 +132,19 @@ def list_command(pattern: str | None, as_json: bool):
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins_command(as_json: bool):
-    """List loaded plugins and their hooks."""
-    plugins = list(registry().plugins.values())
+    """List plugins, their hooks, and what failed (ZOO_DEBUG=1: with tracebacks)."""
+    reg = registry()
+    reg.models, reg.tasks  # run the hooks, so that a plugin failing in one is marked
+    click.get_current_context().find_root().command._load_plugin_commands()
+    plugins = list(reg.plugins.values())
     if as_json:
         click.echo(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
-                                "builtin": p.builtin, "hooks": p.hooks} for p in plugins], indent=2))
+                                "builtin": p.builtin, "hooks": p.hooks, "loaded": p.loaded, "problems": p.problems}
+                               for p in plugins], indent=2))
         return
-    _table([[p.name, p.distribution, p.version, "built-in" if p.builtin else "entry point", ", ".join(p.hooks)]
-            for p in plugins], ["PLUGIN", "DISTRIBUTION", "VERSION", "FROM", "HOOKS"])
+    _table([[p.name, p.distribution, p.version, "built-in" if p.builtin else "entry point", ", ".join(p.hooks),
+             p.status if p.loaded else f"FAILED: {p.status}"] for p in plugins],
+           ["PLUGIN", "DISTRIBUTION", "VERSION", "FROM", "HOOKS", "STATUS"])
 
 
 def option_pairs(tokens: list[str], configs: list[type]) -> list[str]:
