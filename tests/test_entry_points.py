@@ -23,6 +23,9 @@ def test_example_plugin_trains_evaluates_and_loads(fake_distribution, adding_sou
     assert result.exit_code == 0 and "mse" in result.output, result.output
     result = zoo_cli(runner, "predict", out, "0.5* 0.1 0.25* 0.3")
     assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    result = zoo_cli(runner, "predict", out, "-0.5* 0.1 -0.25* 0.3")  # a negative number is not an option
+    assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    assert "No such option" in zoo_cli(runner, "predict", out, "--nonsense", "1").output
     assert zoo.load(out).zoo.task_config.samples == 200
     # the same file, with the plugin switched off: one clear line
     monkeypatch.setenv(LOAD_ENV, "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -295,6 +296,9 @@ def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: t
     return route_overrides(pairs, {"task": ("the task", task_config)})["task"]
 
 
+NEGATIVE = re.compile(r"^-\.?\d")  # a negative number, or text that starts with one
+
+
 class TaskCommand(click.Command):
     """A command about a weights file that also takes the options of the file's task (`zoo predict`)."""
 
@@ -303,6 +307,8 @@ class TaskCommand(click.Command):
         ctx.meta["zoo.task"] = task = _task_of(path) if path else None
         if task is None:  # an unreadable file: take any arguments, so that loading it says what is wrong
             ctx.allow_extra_args = ctx.ignore_unknown_options = True
+        elif any(NEGATIVE.match(a) for a in args):  # `-0.5` or `-3 2*` is an argument, not an option
+            ctx.ignore_unknown_options = True
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as e:
@@ -417,6 +423,21 @@ def info_command(weights, as_json):
         return
     for key, value in fields.items():
         click.echo(f"{key:<13} {json.dumps(value) if not isinstance(value, str) else value}")
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--cell", is_flag=True, help="a recurrent cell (with --task: both; neither: both)")
+@click.option("--task", is_flag=True, help="a task")
+@click.option("--dir", "where", default=".", type=click.Path(file_okay=False), show_default=True,
+              help="the folder to write zoo-NAME/ in")
+def new_plugin_command(name, cell, task, where):
+    """Write a ready plugin package zoo-NAME: entry point, module, conformance tests."""
+    from zoo.scaffold import new_plugin
+
+    root = new_plugin(name, cell, task, where)
+    click.echo(f"wrote {root}/: pyproject.toml, {root.name.replace('-', '_')}.py, tests/"
+               f"\nnext: pip install -e {root} && zoo list {name} && (cd {root} && pytest)")
 
 
 def main() -> None:
