@@ -6,9 +6,10 @@ median time of a training step over `--rounds` interleaved rounds of `--steps` s
 epoch of 55,000 images (215 steps), and its ratio to the LSTM:
 
 - lstm: torch.nn.LSTM, zoo's `lstm` (oneDNN, one call for all 28 steps);
-- mgu eager: examples/zoo-mgu's minimal gated unit, its loop stepped by Python;
-- mgu script: the same loop through torch.jit.script (the example's default);
-- mgu compile (--compile): the eager cell under torch.compile.
+- mgu naive: the minimal gated unit as first written, both gates' input products inside the step loop;
+- mgu eager: examples/zoo-mgu's cell: the input products of all steps in one, only the recurrence stepped;
+- mgu script: the example's step loop through torch.jit.script;
+- mgu compile (--compile): the example's step loop through torch.compile (its `--compile` option).
 
 The warm-up column is the time of the first `--warmup` steps: compiling and tracing are paid there.
 
@@ -58,12 +59,11 @@ def network(make_cell, config, native=False):
     return RecurrentNet(lambda c, size: recurrent(make_cell, c, size, native), config, problem)
 
 
-def trainer(net, compiled=False):
+def trainer(net):
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    forward = torch.compile(net) if compiled else net
 
     def step():
-        loss = F.cross_entropy(forward(x), y)
+        loss = F.cross_entropy(net(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -71,16 +71,54 @@ def trainer(net, compiled=False):
     return step
 
 
+def naive_mgu(config, input_size):
+    """The same equations, written the obvious way: x_t's products computed step by step."""
+
+    class NaiveMGU(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            hidden = config.hidden_size
+            self.forget = torch.nn.Linear(input_size + hidden, hidden)
+            self.candidate = torch.nn.Linear(input_size + hidden, hidden)
+
+        def forward(self, x, h0=None):
+            h = x.new_zeros(x.shape[0], config.hidden_size) if h0 is None else h0[0]
+            outputs = []
+            for t in range(x.shape[1]):
+                f = torch.sigmoid(self.forget(torch.cat([x[:, t], h], -1)))
+                candidate = torch.tanh(self.candidate(torch.cat([x[:, t], f * h], -1)))
+                h = (1 - f) * h + f * candidate
+                outputs.append(h)
+            out = torch.stack(outputs, 1)
+            return out, out[:, -1][None]
+
+    return NaiveMGU()
+
+
+def with_loop(step, loop):
+    """Run `step` with the example's eager step loop replaced by `loop` (jit.script has no option there)."""
+    def run():
+        saved, zoo_mgu._loops[False] = zoo_mgu._loops.get(False), loop
+        try:
+            step()
+        finally:
+            zoo_mgu._loops[False] = saved
+
+    return run
+
+
 base = zoo.RecurrentConfig(hidden_size=args.hidden)
+mgu = zoo_mgu.MGUConfig(hidden_size=args.hidden)
 variants = {
     "lstm": trainer(network(lstm, base, native=True)),
-    "mgu eager": trainer(network(zoo_mgu.make_cell, zoo_mgu.MGUConfig(hidden_size=args.hidden, script=False))),
-    "mgu script": trainer(network(zoo_mgu.make_cell, zoo_mgu.MGUConfig(hidden_size=args.hidden, script=True))),
+    "mgu naive": trainer(network(naive_mgu, base)),
+    "mgu eager": trainer(network(zoo_mgu.make_cell, mgu)),
+    "mgu script": with_loop(trainer(network(zoo_mgu.make_cell, mgu)), torch.jit.script(zoo_mgu.step_loop())),
 }
 startup = {}
 if args.compile:
     variants["mgu compile"] = trainer(network(zoo_mgu.make_cell, zoo_mgu.MGUConfig(hidden_size=args.hidden,
-                                                                                     script=False)), compiled=True)
+                                                                                     compile=True)))
 for name, step in variants.items():  # warm-up: scripting and its profiling runs, oneDNN's first call, compiling
     started = time.perf_counter()
     for _ in range(args.warmup):

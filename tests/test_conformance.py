@@ -137,3 +137,44 @@ def test_a_task_whose_data_is_not_task_data_fails_in_one_line():
     broken = dataclasses.replace(zoo.get_task("hihello"), name="nodata", data=lambda config, meta: {"train": []})
     with pytest.raises(CheckFailed, match=r"^check_data: data\(\) must return zoo.TaskData, got dict$"):
         check_task(broken)
+
+
+# -- the same mistakes met by `zoo train`: one line, no traceback ---------------------------------
+
+@pytest.mark.parametrize("cell,says", [(WrongShape, "returned out (32, 8) for x (32, 5, "),
+                                       (BatchFirstState, "returned a state (32, 1, 8)")])
+@pytest.mark.parametrize("preset", ["", "-stacked"])
+def test_training_a_broken_cell_is_one_line(cell, says, preset, runner):
+    import types
+
+    from conftest import one_line_error, zoo_cli
+    from zoo.registry import Plugin, registry
+
+    module = types.ModuleType("broken_cell")
+    module.register_models = zoo.hookimpl(lambda register: [register(m) for m in zoo.cell_models("broken", "x", cell)])
+    registry().add(module, Plugin("broken", "broken-dist", "1", builtin=False))
+    line = one_line_error(zoo_cli(runner, "train", f"broken{preset}", "charlm", "--hidden-size", 8, "-e", 1, "-q",
+                                  "--window", 5, "-b", 32))
+    assert says in line and "cell contract" in line
+
+
+def test_training_a_task_without_a_train_split_is_one_line(runner):
+    import dataclasses
+    import types
+
+    from conftest import one_line_error, zoo_cli
+    from zoo.registry import Plugin, registry
+
+    hihello = zoo.get_task("hihello")
+
+    def no_train(config, meta):
+        data = hihello.data(config, meta)
+        data.train = None
+        return data
+
+    module = types.ModuleType("no_train")
+    module.register_tasks = zoo.hookimpl(lambda register: register(dataclasses.replace(hihello, name="notrain",
+                                                                                       data=no_train)))
+    registry().add(module, Plugin("notrain", "nt", "1", builtin=False))
+    line = one_line_error(zoo_cli(runner, "train", "gru", "notrain", "-e", 1, "-q"))
+    assert "task 'notrain' (nt 1) is broken: its data() returned no train split" in line

@@ -351,7 +351,7 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
     task = registry().get_task(card.task)
     overrides = _task_overrides(list(task_options), settings, task.config)
     net = load(weights, pick_device(device), overrides)
-    data = task.data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    data = task.load_data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
     split = data.report_split
     if plot and task.plot is None:
         raise ZooError(f"task {task.name!r} has no plot")

@@ -22,6 +22,24 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def check_step(out: Any, state: Any, x: torch.Tensor, hidden: int, layers: int = 1, directions: int = 1) -> None:
+    """Shape checks (a few integer comparisons) that turn a cell breaking the contract into one line."""
+    from zoo.specs import ZooError
+
+    expected = (x.shape[0], x.shape[1], hidden * directions)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ZooError(f"the recurrent cell returned out {got} for x {tuple(x.shape)}; the cell contract wants "
+                       f"(batch, time, hidden) = {expected} (zoo.testing.check_cell checks a cell)")
+    for part in (state if isinstance(state, (tuple, list)) else (state,)) if state is not None else ():
+        layers_directions = layers * directions
+        if not isinstance(part, torch.Tensor) or tuple(part.shape) != (layers_directions, x.shape[0], hidden):
+            got = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+            raise ZooError(f"the recurrent cell returned a state {got}; the cell contract wants (layers*directions, "
+                           f"batch, hidden) = {(layers_directions, x.shape[0], hidden)}, batch second "
+                           f"(zoo.testing.check_cell checks a cell)")
+
+
 def map_state(function: Callable, *states):
     """Apply `function` to a recurrent state, a tensor or (as for LSTMs) a tuple of them."""
     if isinstance(states[0], (tuple, list)):
@@ -43,7 +61,7 @@ class Layers(nn.Module):
         super().__init__()
         self.num_layers = config.num_layers
         self.directions = 2 if config.bidirectional else 1
-        self.dropout = config.dropout
+        self.dropout, self.hidden_size = config.dropout, config.hidden_size
         single = one_layer(config)
         self.cells = nn.ModuleList(
             make_cell(single, input_size if layer == 0 else config.hidden_size * self.directions)
@@ -60,6 +78,7 @@ class Layers(nn.Module):
                 start = None if h0 is None else map_state(lambda s: s[i: i + 1], h0)
                 # the backward direction reads the sequence reversed and its outputs are put back in order
                 out, state = self.cells[i](x.flip(1) if direction else x, start)
+                check_step(out, state, x, self.hidden_size)
                 outputs.append(out.flip(1) if direction else out)
                 states.append(state)
             x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)

@@ -135,7 +135,22 @@ class Task:
     plugin: str = ""
 
     def __post_init__(self):
-        require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}")
+        require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}; expected one of "
+                                      f"{', '.join(SHAPES)}")
+
+    def load_data(self, config: Any, meta: dict | None = None) -> "TaskData":
+        """`data(config, meta)`, checked: a plugin that breaks the contract is one line, not a traceback."""
+        data = self.data(config, meta)
+        broken = (f"returned {type(data).__name__}, not zoo.TaskData" if not isinstance(data, TaskData) else
+                  f"returned a problem of type {type(data.problem).__name__}, not zoo.Problem"
+                  if not isinstance(data.problem, Problem) else
+                  f"returned a {data.problem.shape} problem, but the task is {self.shape}"
+                  if data.problem.shape != self.shape else
+                  "returned no train split (TaskData.train is None)" if data.train is None else "")
+        if broken:
+            raise ZooError(f"task {self.name!r} ({self.plugin or 'unregistered'}) is broken: its data() {broken}; "
+                           f"zoo.testing.check_task shows what else")
+        return data
 
 
 @dataclass

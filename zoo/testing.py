@@ -356,7 +356,7 @@ def first_batch(split, size: int = 4):
 @check
 def check_data(case: TaskCase) -> None:
     """data(config, None) returns a zoo.TaskData whose problem has the task's shape and a non-empty train split."""
-    _, data = case.data()
+    _, data = case.data()  # the unchecked call: each rule is a line of its own here
     ensure(isinstance(data, zoo.TaskData), f"data() must return zoo.TaskData, got {type(data).__name__}")
     ensure(isinstance(data.problem, zoo.Problem), f"TaskData.problem must be zoo.Problem, got "
                                                   f"{type(data.problem).__name__}")

@@ -351,7 +351,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
     if export is not None:
         check_writable(export)
     dev = pick_device(device)
-    data = p.task.data(p.task_config, None).to(dev)
+    data = p.task.load_data(p.task_config, None).to(dev)
     torch.manual_seed(p.train_config.seed)
     net = p.model.build(p.model_config, data.problem).to(dev)
     say = log if world.main else (lambda line: None)

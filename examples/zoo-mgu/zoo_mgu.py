@@ -9,8 +9,9 @@ reads and how much of it is replaced.
 
 The cell is one layer read left to right, as zoo's cell contract asks: `out, h_n = cell(x, h0)` with
 x (batch, time, input), h0 None or (1, batch, hidden). zoo builds `mgu-stacked` and `mgu-bi` around
-it. The input half of both gates is computed for all steps in one matrix product; only the recurrent
-half is stepped. `--script` (on by default) compiles that loop with torch.jit.script.
+it. The input half of both gates is computed for all steps in one matrix product and only the
+recurrent half is stepped: that makes it about as fast as torch's oneDNN LSTM on a CPU (see
+bench/custom_cell.py). `--compile` runs the step loop through torch.compile.
 """
 
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ import zoo
 
 @dataclass(frozen=True)
 class MGUConfig(zoo.RecurrentConfig):
-    script: bool = zoo.param(True, "run the step loop through torch.jit.script (faster; same results)")
+    compile: bool = zoo.param(False, "torch.compile the step loop: about 2 minutes of start-up, and on a CPU no "
+                                     "faster (bench/custom_cell.py); for long runs on a GPU")
 
 
 def step_loop():
@@ -45,13 +47,13 @@ def step_loop():
 _loops = {}
 
 
-def loop(script: bool):
-    """The step loop, eager or compiled by torch.jit.script (once per process, about 0.1 s)."""
-    if script not in _loops:
+def loop(compiled: bool):
+    """The step loop, eager or through torch.compile (compiled once per process, on first use)."""
+    if compiled not in _loops:
         import torch
 
-        _loops[script] = torch.jit.script(step_loop()) if script else step_loop()
-    return _loops[script]
+        _loops[compiled] = torch.compile(step_loop(), dynamic=False) if compiled else step_loop()
+    return _loops[compiled]
 
 
 def make_cell(config: MGUConfig, input_size: int):
@@ -62,7 +64,7 @@ def make_cell(config: MGUConfig, input_size: int):
         def __init__(self):
             super().__init__()
             hidden = config.hidden_size
-            self.hidden_size, self.script = hidden, config.script
+            self.hidden_size, self.compiled = hidden, config.compile
             self.weight_x = nn.Parameter(torch.empty(2 * hidden, input_size))  # [W_f; W_h]
             self.bias = nn.Parameter(torch.empty(2 * hidden))  # [b_f; b_h]
             self.weight_f = nn.Parameter(torch.empty(hidden, hidden))  # U_f
@@ -74,7 +76,7 @@ def make_cell(config: MGUConfig, input_size: int):
         def forward(self, x, h0=None):
             h = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0[0]
             gates_x = torch.nn.functional.linear(x, self.weight_x, self.bias)  # every step in one product
-            out = loop(self.script)(gates_x, h, self.weight_f, self.weight_h)
+            out = loop(self.compiled)(gates_x, h, self.weight_f, self.weight_h)
             return out, out[:, -1][None]
 
     return MGU()
