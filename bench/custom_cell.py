@@ -6,8 +6,11 @@ median time of a training step over `--rounds` interleaved rounds of `--steps` s
 epoch of 55,000 images (215 steps), and its ratio to the LSTM:
 
 - lstm: torch.nn.LSTM, zoo's `lstm` (oneDNN, one call for all 28 steps);
+- gru: torch.nn.GRU, zoo's `gru` (torch's own CPU kernels, one call for all 28 steps);
 - mgu naive: the minimal gated unit as first written, both gates' input products inside the step loop;
-- mgu eager: examples/zoo-mgu's cell: the input products of all steps in one, only the recurrence stepped;
+- mgu eager: examples/zoo-mgu's cell: the input products of all steps in one, only the recurrence stepped,
+  the steps taken apart with `unbind` (indexing `[:, t]` would back-propagate a full-size zero tensor
+  per step);
 - mgu script: the example's step loop through torch.jit.script;
 - mgu compile (--compile): the example's step loop through torch.compile (its `--compile` option).
 
@@ -52,6 +55,10 @@ y = torch.randint(10, (256,), generator=torch.Generator().manual_seed(1))
 
 def lstm(config, size):
     return torch.nn.LSTM(size, config.hidden_size, **zoo.torch_rnn_kwargs(config))
+
+
+def gru(config, size):
+    return torch.nn.GRU(size, config.hidden_size, **zoo.torch_rnn_kwargs(config))
 
 
 def network(make_cell, config, native=False):
@@ -111,6 +118,7 @@ base = zoo.RecurrentConfig(hidden_size=args.hidden)
 mgu = zoo_mgu.MGUConfig(hidden_size=args.hidden)
 variants = {
     "lstm": trainer(network(lstm, base, native=True)),
+    "gru": trainer(network(gru, base, native=True)),
     "mgu naive": trainer(network(naive_mgu, base)),
     "mgu eager": trainer(network(zoo_mgu.make_cell, mgu)),
     "mgu script": with_loop(trainer(network(zoo_mgu.make_cell, mgu)), torch.jit.script(zoo_mgu.step_loop())),

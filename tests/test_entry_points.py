@@ -49,5 +49,6 @@ def test_zoo_list_in_a_new_process_finds_the_plugin(fake_distribution, adding_so
 
 def test_readme_shows_the_example_plugin_verbatim():
     readme = (ROOT / "README.md").read_text()
-    for name in ("zoo_adding.py", "pyproject.toml"):
-        assert (EXAMPLE / name).read_text().strip() in readme, f"README's copy of {name} is out of date"
+    for example, name in ((EXAMPLE, "zoo_adding.py"), (EXAMPLE, "pyproject.toml"),
+                          (EXAMPLE.parent / "zoo-mgu", "zoo_mgu.py"), (EXAMPLE.parent / "zoo-mgu", "pyproject.toml")):
+        assert (example / name).read_text().strip() in readme, f"README's copy of {example.name}/{name} is out of date"

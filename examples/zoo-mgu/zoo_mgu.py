@@ -34,9 +34,10 @@ def step_loop():
     def steps(gates_x, h, u_f, u_h):
         forget_x, candidate_x = gates_x.chunk(2, dim=-1)
         outputs = []
-        for t in range(gates_x.shape[1]):
-            f = torch.sigmoid(forget_x[:, t] + h @ u_f.t())
-            candidate = torch.tanh(candidate_x[:, t] + (f * h) @ u_h.t())
+        # unbind, not x[:, t]: the gradient of each indexing would be a zero tensor of all steps
+        for f_x, c_x in zip(forget_x.unbind(1), candidate_x.unbind(1)):
+            f = torch.sigmoid(torch.addmm(f_x, h, u_f.t()))
+            candidate = torch.tanh(torch.addmm(c_x, f * h, u_h.t()))
             h = h + f * (candidate - h)  # (1 - f) * h + f * candidate, one operation fewer
             outputs.append(h)
         return torch.stack(outputs, 1)
