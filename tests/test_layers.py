@@ -48,3 +48,13 @@ def test_a_plain_cell_sees_one_layer_one_direction_and_no_dropout():
 
     recurrent(make_cell, zoo.RecurrentConfig(hidden_size=4, num_layers=2, bidirectional=True, dropout=0.3), 3)
     assert seen == [(1, False, 0.0, 3), (1, False, 0.0, 3), (1, False, 0.0, 8), (1, False, 0.0, 8)]
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm-stacked", "gru-bi"])
+def test_built_in_cells_keep_torchs_single_module_and_weight_names(name):
+    """Exports made before the cell contract load unchanged, and oneDNN/cuDNN runs all layers at once."""
+    spec = zoo.get_model(name)
+    net = spec.build(spec.config(**spec.defaults), zoo.Problem(zoo.MANY_TO_ONE, output_size=2, input_size=3))
+    assert isinstance(net.rnn, torch.nn.RNNBase) and "rnn.weight_ih_l0" in net.state_dict()
+    assert ("rnn.weight_ih_l1" in net.state_dict()) == name.endswith("-stacked")
+    assert ("rnn.weight_ih_l0_reverse" in net.state_dict()) == name.endswith("-bi")

@@ -156,7 +156,7 @@ class Registry:
             if (name.startswith("register_") and inspect.isfunction(function)
                     and getattr(function, "__module__", None) == getattr(module, "__name__", None)
                     and not hasattr(function, "zoo_impl")):
-                self._problem(plugin, f"{name} lacks @zoo.hookimpl, so zoo never calls it", warn_only=True)
+                self._problem(plugin, f"{name} lacks @zoo.hookimpl, so zoo never calls it")
         wrong = self._wrong_arguments(module)
         if wrong:
             self._problem(plugin, wrong)
@@ -194,11 +194,11 @@ class Registry:
         if error is not None and os.environ.get(DEBUG_ENV):
             traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
 
-    def _problem(self, plugin: Plugin, problem: str, error: BaseException | None = None,
-                 warn_only: bool = False) -> None:
-        """One warning line naming the plugin; also kept for `zoo plugins` unless only a warning."""
-        if not warn_only:
-            plugin.problems.append(problem)
+    def _problem(self, plugin: Plugin, problem: str, error: BaseException | None = None) -> None:
+        """One warning line naming the plugin, kept for `zoo plugins`; said once, however often the hooks run."""
+        if problem in plugin.problems:
+            return
+        plugin.problems.append(problem)
         hint = f" (set {DEBUG_ENV}=1 for the traceback)" if error is not None and not os.environ.get(DEBUG_ENV) else ""
         self._warn(f"plugin {plugin.name!r} ({plugin.provider}): {problem}{hint}", error)
 
