@@ -178,3 +178,11 @@ def test_training_a_task_without_a_train_split_is_one_line(runner):
     registry().add(module, Plugin("notrain", "nt", "1", builtin=False))
     line = one_line_error(zoo_cli(runner, "train", "gru", "notrain", "-e", 1, "-q"))
     assert "task 'notrain' (nt 1) is broken: its data() returned no train split" in line
+
+
+def test_a_task_named_like_a_built_in_is_refused_not_confused_with_it():
+    import dataclasses
+
+    impostor = dataclasses.replace(zoo.get_task("charlm"), data=zoo.get_task("hihello").data)
+    with pytest.raises(CheckFailed, match=r"^check_names: the task name 'charlm' could not be registered: .*built-in"):
+        check_task(impostor)

@@ -77,6 +77,11 @@ def registered(models=(), tasks=()):
     module.register_models = zoo.hookimpl(lambda register: [register(m) for m in new_models])
     module.register_tasks = zoo.hookimpl(lambda register: [register(t) for t in new_tasks])
     reg.add(module, _registry.Plugin("zoo-testing", "zoo-testing", "kit", builtin=False))
+    for kind, specs, known, own in (("model", new_models, reg.models, "build"), ("task", new_tasks, reg.tasks, "data")):
+        for spec in specs:
+            if spec.name not in known or getattr(known[spec.name], own) is not getattr(spec, own):
+                raise CheckFailed(f"check_names: the {kind} name {spec.name!r} could not be registered: "
+                                  f"{'; '.join(reg.warnings) or 'taken'}")
     saved, _registry._registry = _registry._registry, reg
     try:
         yield reg
@@ -476,12 +481,10 @@ def check_export_load(case: TaskCase) -> None:
 @check
 def check_deterministic(case: TaskCase) -> None:
     """The same settings and seed give the same data and the same trained weights."""
-    _, a = case.data()
-    _, b = case.data()
-    for (x, y), (u, v) in [(first_batch(a.train), first_batch(b.train))]:
-        same = all(torch.equal(p, q) for p, q in zip(x if isinstance(x, tuple) else (x,), u if isinstance(u, tuple)
-                                                       else (u,)))
-        ensure(same and torch.equal(y, v), "two calls of data() with one config give different batches")
+    (x, y), (u, v) = (first_batch(case.data()[1].train) for _ in range(2))
+    x, u = (x if isinstance(x, tuple) else (x,)), (u if isinstance(u, tuple) else (u,))
+    ensure(all(torch.equal(p, q) for p, q in zip(x, u)) and torch.equal(y, v),
+           "two calls of data() with one config give different batches")
     overrides = {"hidden_size": 16, **case.settings, "epochs": 1}
     nets = [zoo.train(case.model, case.task.name, overrides, out=False, device="cpu", log=quiet) for _ in range(2)]
     for (name, p), (_, q) in zip(nets[0].state_dict().items(), nets[1].state_dict().items()):

@@ -10,8 +10,8 @@ reads and how much of it is replaced.
 The cell is one layer read left to right, as zoo's cell contract asks: `out, h_n = cell(x, h0)` with
 x (batch, time, input), h0 None or (1, batch, hidden). zoo builds `mgu-stacked` and `mgu-bi` around
 it. The input half of both gates is computed for all steps in one matrix product and only the
-recurrent half is stepped: that makes it about as fast as torch's oneDNN LSTM on a CPU (see
-bench/custom_cell.py). `--compile` runs the step loop through torch.compile.
+recurrent half is stepped: an epoch costs about two thirds of torch's oneDNN LSTM's on a CPU (it does
+half the arithmetic; bench/custom_cell.py). `--compile` runs the step loop through torch.compile.
 """
 
 from dataclasses import dataclass
@@ -21,8 +21,8 @@ import zoo
 
 @dataclass(frozen=True)
 class MGUConfig(zoo.RecurrentConfig):
-    compile: bool = zoo.param(False, "torch.compile the step loop: about 2 minutes of start-up, and on a CPU no "
-                                     "faster (bench/custom_cell.py); for long runs on a GPU")
+    compile: bool = zoo.param(False, "torch.compile the step loop: 0-33% faster steps on a CPU after about 100 s of "
+                                     "compiling the first time (bench/custom_cell.py); for long runs")
 
 
 def step_loop():
