@@ -21,7 +21,7 @@ CHECKED_CHARS = 500  # greedy generation is one step per character: check a pref
 
 @dataclass(frozen=True)
 class CharLMConfig:
-    text: str = zoo.param("", "a UTF-8 text file to learn; empty learns the course's sentence")
+    text: str = zoo.param("", "a UTF-8 text file to learn; empty learns the course's sentence", path=True)
     window: int = zoo.param(10, "characters per window (the course's sequence length)")
     stride: int = zoo.param(1, "characters between window starts; raise it to go faster on long texts")
     val_fraction: float = zoo.param(0.0, "share of the text, from its end, held out for validation")

@@ -41,7 +41,7 @@ SOURCES = {
 
 @dataclass(frozen=True)
 class RowsConfig:
-    root: str = zoo.param("", f"folder holding MNIST/ or FashionMNIST/; empty: ${DATA_ENV}, else ./datasets")
+    root: str = zoo.param("", f"folder holding MNIST/ or FashionMNIST/; empty: ${DATA_ENV}, else ./datasets", path="folder")
     val_size: int = zoo.param(5000, "training images held out for validation; the test split is only reported")
     download: bool = zoo.param(True, "download missing files (an installed Debian package is used first)")
 

@@ -28,8 +28,8 @@ COURSE_COLUMNS = ("Open", "High", "Low", "Volume", "Close")  # the course file h
 
 @dataclass(frozen=True)
 class StockConfig:
-    data: str = zoo.param("", "a CSV of daily prices; empty: the course's GOOG file, downloaded once")
-    root: str = zoo.param("", "where the course's file is kept; empty: $ZOO_DATA, else ./datasets")
+    data: str = zoo.param("", "a CSV of daily prices; empty: the course's GOOG file, downloaded once", path=True)
+    root: str = zoo.param("", "where the course's file is kept; empty: $ZOO_DATA, else ./datasets", path="folder")
     features: str = zoo.param(",".join(COURSE_COLUMNS), "input columns by name, comma-separated")
     target: str = zoo.param("Close", "the column to predict, one day ahead")
     window: int = zoo.param(7, "days per window (the course's sequence length)")
@@ -258,6 +258,9 @@ def predict(model, data: str | None) -> str:
     from zoo.data import device_of
 
     card = model.zoo
+    if not data and card.sources.get("data"):
+        raise zoo.ZooError(f"this model was trained on {card.sources['data']!r}: give --data FILE to forecast from "
+                           f"(zoo does not open files a weights file names)")
     config = dataclasses.replace(card.task_config, data=data) if data else card.task_config
     prices = read_prices(price_file(config), config)
     if len(prices.values) < config.window:

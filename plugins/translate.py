@@ -25,7 +25,7 @@ COURSE_PAIRS = (
 
 @dataclass(frozen=True)
 class TranslateConfig:
-    pairs: str = zoo.param("", "a UTF-8 file of source<TAB>target lines; empty: the course's four pairs")
+    pairs: str = zoo.param("", "a UTF-8 file of source<TAB>target lines; empty: the course's four pairs", path=True)
     level: Literal["word", "char"] = zoo.param("word", "tokens: words split on spaces (the course's), or characters")
     lowercase: bool = zoo.param(True, "lowercase both sides, as the course does")
     max_length: int = zoo.param(0, "drop pairs with more tokens than this on either side; 0 keeps every pair")

@@ -34,7 +34,8 @@ def test_train_eval_predict_on_tiny_files(runner, tmp_path):
     assert card.meta["classes"][3] == "3 - three"
     assert len(card.metrics["confusion_matrix"]) == 10 and sum(map(sum, card.metrics["confusion_matrix"])) == 20
 
-    shown = zoo_cli(runner, "eval", out)
+    assert "MNIST is not in datasets/MNIST/raw" in one_line_error(zoo_cli(runner, "eval", out))  # not the recorded root
+    shown = zoo_cli(runner, "eval", out, "--root", root)
     assert shown.exit_code == 0, shown.output
     assert "test split (20 examples)" in shown.output and "confusion matrix" in shown.output
     assert "5 - five" in shown.output

@@ -67,7 +67,7 @@ def test_export_then_load_reproduces_outputs_exactly(model_name, task_name, with
     assert not loaded.training
     assert loaded.zoo.model == model_name and loaded.zoo.task == task_name
     assert loaded.zoo.model_config == net.zoo.model_config
-    data = zoo.get_task(task_name).data(loaded.zoo.task_config, loaded.zoo.meta)
+    data = zoo.get_task(task_name).data(net.zoo.task_config, loaded.zoo.meta)  # an export names no files it opens
     inputs, _ = data.train.batch(torch.arange(min(4, len(data.train))))
     with torch.no_grad():
         assert torch.equal(run(net, inputs), run(loaded, inputs))

@@ -59,6 +59,22 @@ def test_a_real_ctrl_c_while_a_plugin_runs_still_stops_zoo(fake_distribution, mo
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
+def test_a_real_sigterm_while_a_plugin_runs_still_stops_zoo(fake_distribution, monkeypatch):
+    from zoo.cli import _terminate
+    from zoo.specs import Terminated
+
+    body = "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n"
+    fake_distribution(plugin_source(body), module="broken_plugin", entry="broken", dist="broken_plugin")
+    monkeypatch.setenv(LOAD_ENV, "broken")
+    previous = signal.signal(signal.SIGTERM, _terminate)  # as zoo's command line sets it
+    try:
+        with pytest.raises(Terminated):
+            Registry()
+        assert signal.getsignal(signal.SIGTERM) is _terminate
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_zoo_debug_adds_the_traceback(fake_distribution, monkeypatch, capsys):
     body = "@zoo.hookimpl\ndef register_models(register):\n    raise RuntimeError('deep down')\n"
     monkeypatch.setenv(DEBUG_ENV, "")

@@ -69,13 +69,14 @@ def test_train_eval_plot_predict(runner, tmp_path):
     result = zoo_cli(runner, "train", "lstm", "stock", "--data", prices, "-e", "30", "--out", out)
     assert result.exit_code == 0, result.output
     assert "final (test split): rmse" in result.output and "persistence_rmse" in result.output
-    shown = zoo_cli(runner, "eval", out, "--plot", tmp_path / "plot.png")
+    assert "--data PATH" in one_line_error(zoo_cli(runner, "eval", out))  # an export's paths are not followed
+    shown = zoo_cli(runner, "eval", out, "--data", prices, "--plot", tmp_path / "plot.png")
     assert shown.exit_code == 0, shown.output
     assert "persistence_rmse" in shown.output and (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     guess = zoo_cli(runner, "predict", out, "--data", prices)
     assert guess.exit_code == 0, guess.output
     assert guess.output.startswith("next Close after 2020-03-20: ")
-    assert zoo_cli(runner, "predict", out).output == guess.output  # default: the training file
+    assert "give --data" in one_line_error(zoo_cli(runner, "predict", out))  # never the file the export names
 
 
 def test_metrics_are_in_price_units(tmp_path):
@@ -93,7 +94,8 @@ def test_plot_without_matplotlib_says_how_to_get_it(runner, tmp_path, monkeypatc
     zoo_cli(runner, "train", "lstm", "stock", "--data", write_course_prices(tmp_path / "p.csv"), "-e", "2", "-q",
             "--out", out)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
-    assert "pip install 'rnn-zoo[plot]'" in one_line_error(zoo_cli(runner, "eval", out, "--plot", tmp_path / "p.png"))
+    assert "pip install 'rnn-zoo[plot]'" in one_line_error(zoo_cli(runner, "eval", out, "--data", tmp_path / "p.csv",
+                                                                   "--plot", tmp_path / "p.png"))
 
 
 def test_first_run_downloads_and_verifies(runner, tmp_path, monkeypatch, server):

@@ -49,14 +49,22 @@ def get_task(name: str) -> Task:
 
 
 def load(path, device="cpu"):
-    """The model an export describes, with its weights, in eval mode; `.zoo` holds its Card."""
+    """The model an export (or a run folder's export) describes, with its weights, in eval mode; `.zoo`
+    holds its Card."""
     from zoo.checkpoint import load as _load
+    from zoo.checkpoint import weights_file
 
-    return _load(path, device)
+    return _load(weights_file(path), device)
 
 
 def train(model: str, task: str, overrides=(), **options):
-    """Train `model` on `task` (options: `zoo.training.train`) and return the trained network."""
+    """Train `model` on `task` (options: `zoo.training.train`) and return the trained network.
+
+    Call it before importing torch yourself, and zoo also sets the OpenMP wait policy that keeps a
+    run fast on a busy machine (see zoo.threads)."""
+    from zoo.threads import prepare
+
+    prepare(options.get("threads"))
     from zoo.training import train as _train
 
     return _train(model, task, overrides, **options)

@@ -8,13 +8,13 @@ Reading the card needs no torch, so the CLI can inspect a file cheaply.
 from __future__ import annotations
 
 import json
-import tempfile
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from zoo.config import make_config, to_dict
-from zoo.files import replace_atomically
+from zoo.config import make_config, path_fields, to_dict
+from zoo.files import remove_stale_temporaries, write_bytes_atomically
 from zoo.registry import registry
 from zoo.specs import Card, Problem, TrainConfig, ZooError
 
@@ -23,23 +23,21 @@ MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
 def check_writable(path: Path) -> None:
-    """Fail before training, not after, when the export cannot be written."""
+    """Fail before training, not after, when the export cannot be written (creating nothing)."""
     if path.is_dir():
         raise ZooError(f"{path} is a directory; give a file name ending in .safetensors")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ZooError(f"cannot create {path.parent}: {e.strerror}") from None
-    try:  # the only reliable test of writability is to write
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        raise ZooError(f"cannot write to {path.parent}: {e.strerror}") from None
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders still to make are made when the export is written
+    if not folder.is_dir():
+        raise ZooError(f"cannot write {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ZooError(f"cannot write {path}: {folder} is not writable")
 
 
 def save(model: Any, card: Card, path: str | Path) -> Path:
     """Write weights and card atomically: a temporary file in the same folder, then a rename."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as serialize
 
     path = Path(path)
     # clone: tied weights would share storage, which safetensors refuses; loading restores both copies
@@ -57,17 +55,31 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
         "versions": json.dumps(card.versions),
     }
     check_writable(path)
-    replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), fsync=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)  # what an export killed before this one left
+    data = serialize(tensors, metadata=metadata)  # bytes: safetensors' own file writer leaves .tmp files on a kill
+    try:
+        write_bytes_atomically(path, data, fsync=True)
+    except OSError as e:
+        raise ZooError(f"could not write the export {path} ({e.strerror or e}); nothing was written there") from None
     return path
 
 
 def weights_file(path: str | Path) -> Path:
-    """The export a path stands for: the file itself, or a run folder's export."""
+    """The export a path stands for: the file itself, a run folder's export, or a run's name
+    (MODEL-TASK: the newest run of that pair under checkpoints/ that has an export)."""
+    from zoo.runs import Run, runs_of
+
     path = Path(path)
     if path.is_dir():
-        from zoo.runs import Run
-
-        return Path(Run(path).config()["export"])
+        run = Run(path)
+        if not run.export_path.exists():
+            raise ZooError(run.why_no_export())
+        return run.export_path
+    if not path.exists() and len(path.parts) == 1:
+        runs = [run for run in reversed(runs_of(path.name)) if run.export_path.is_file()]
+        if runs:
+            return runs[0].export_path
     return path
 
 
@@ -115,6 +127,9 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
             raise ZooError(f"{path} was trained with {kind} {name!r}, which no installed plugin provides "
                            f"(`zoo list` shows what is installed)")
     model, task = reg.models[model_name], reg.tasks[task_name]
+    recorded = fields["task_config"]
+    # files the export names are provenance, never followed: evaluating needs them given again
+    sources = {k: recorded.pop(k) for k in path_fields(task.config) if isinstance(recorded, dict) and k in recorded}
     try:
         problem = Problem(**fields["problem"])
     except (TypeError, ValueError) as e:
@@ -129,6 +144,7 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
         meta=fields["meta"],
         metrics=fields["metrics"],
         versions=fields["versions"],
+        sources={k: v for k, v in sources.items() if v and k in path_fields(task.config, folders=False)},
     )
 
 

@@ -6,18 +6,21 @@ Every mistake a user can make ends as one `Error: ...` line on stderr and a non-
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import signal
 import sys
 from typing import Any
 
 import click
 
 from zoo import __version__
-from zoo.config import field_help, field_types, route_overrides, to_dict
+from zoo.config import field_help, field_types, route_overrides, suggest, to_dict
 from zoo.registry import matching, registry
-from zoo.specs import TrainConfig, ZooError
+from zoo.specs import Terminated, TrainConfig, ZooError
+from zoo.threads import THREADS_ENV
 
 
 class UserError(click.ClickException):
@@ -35,8 +38,31 @@ class Stopped(UserError):
         click.echo(self.format_message(), err=True)
 
 
+def interrupted_line(e: BaseException) -> UserError:
+    signum = getattr(e, "signal", signal.SIGINT)
+    return Stopped("interrupted; nothing was written", exit_code=128 + signum)
+
+
 class ZooGroup(click.Group):
     """Adds plugin commands lazily and turns user errors into one line."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """click's main, except that Ctrl-C or SIGTERM at any moment ends in one line and 130 or 143
+        (click would print `Aborted!` and exit 1)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort as e:
+            if not isinstance(e.__context__, KeyboardInterrupt):
+                raise
+            stopped = interrupted_line(e.__context__)
+            stopped.show()
+            sys.exit(stopped.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     loaded_for = None  # the registry whose plugins added their commands (tests swap registries)
     plugin_commands: set = set()
@@ -70,9 +96,19 @@ class ZooGroup(click.Group):
             return super().invoke(ctx)
         except ZooError as e:
             raise UserError(str(e)) from None
+        except click.NoSuchOption as e:
+            command = e.ctx.command if e.ctx else None
+            takes = [opt for param in (command.params if command else []) if isinstance(param, click.Option)
+                     for opt in param.opts if opt.startswith("--")]
+            hint = f" ({e.ctx.command_path} takes {', '.join(takes)})" if takes and not e.possibilities else ""
+            raise UserError(e.format_message() + hint, e.exit_code) from None
         except click.UsageError as e:
             raise UserError(e.format_message(), e.exit_code) from None
+        except KeyboardInterrupt as e:
+            raise interrupted_line(e) from None
         except OSError as e:  # a full disk or a permission problem while writing, say
+            if e.errno == errno.EPIPE:
+                raise  # `zoo list | head`: click ends quietly
             where = f": {e.filename}" if e.filename else ""
             raise UserError(f"{e.strerror or e}{where}") from None
 
@@ -148,9 +184,12 @@ def plugins_command(as_json: bool):
            ["PLUGIN", "DISTRIBUTION", "VERSION", "FROM", "HOOKS", "STATUS"])
 
 
-def option_pairs(tokens: list[str], configs: list[type]) -> list[str]:
-    """Turn `--hidden-size 32 --bidirectional --text=a.txt` into `key=value` strings."""
+def option_pairs(tokens: list[str], configs: list[type], options: tuple[str, ...] = ()) -> list[str]:
+    """Turn `--hidden-size 32 --bidirectional --text=a.txt` into `key=value` strings.
+
+    An unknown name is answered in the form it was typed: `--hiden-size` suggests `--hidden-size`."""
     flags = {name for cls in configs for name, tp in field_types(cls).items() if tp is bool}
+    known = {name for cls in configs for name in field_types(cls)}
     pairs, i = [], 0
     while i < len(tokens):
         token = tokens[i]
@@ -158,6 +197,11 @@ def option_pairs(tokens: list[str], configs: list[type]) -> list[str]:
             raise ZooError(f"unexpected argument {token!r}: give hyperparameters as --name value or -o name=value")
         name, eq, value = token[2:].partition("=")
         key = name.replace("-", "_")
+        bare = key[3:] if key.startswith("no_") and key[3:] in flags else key
+        if "." not in key and bare not in known:
+            dashed = "_" not in name
+            names = {f"--{n.replace('_', '-') if dashed else n}" for n in known} | {o for o in options if dashed}
+            raise ZooError(f"no such option: --{name}{suggest('--' + name, names)}")
         if eq:
             i += 1
         elif key in flags or (key.startswith("no_") and key[3:] in flags):
@@ -212,53 +256,70 @@ class TrainCommand(click.Command):
               help="any model, task or training hyperparameter, e.g. -o hidden_size=32 (repeatable)")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
 @click.option("--run-dir", type=click.Path(file_okay=False),
-              help="the run's folder: config, metrics log, state, export [default: checkpoints/MODEL-TASK]")
+              help="the run's folder [default: a new checkpoints/MODEL-TASK, -2, -3, ...]")
 @click.option("--out", type=click.Path(dir_okay=False), help="put the export here instead of RUN_DIR/model.safetensors")
-@click.option("--resume", is_flag=True, help="continue the run saved in the run folder")
+@click.option("--resume", is_flag=True, help="continue the run in --run-dir (default: the pair's newest run)")
+@click.option("--overwrite", is_flag=True, help="replace the run that --run-dir holds")
+@click.option("--init-from", type=click.Path(), metavar="WEIGHTS",
+              help="start from the weights of an export (or run) of the same model and task, e.g. to fine-tune")
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines, only where the export went")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
-          log_every, quiet):
+          overwrite, init_from, threads, log_every, quiet):
     """Train MODEL on TASK and export the weights.
 
-    Everything goes to the run folder: config.json, metrics.jsonl, the resumable state and the
-    export model.safetensors. Ctrl-C stops between two steps and saves the state for --resume (or
-    `zoo resume RUN_DIR`).
+    Each run gets a folder of its own (printed at the start and the end): config.json, metrics.jsonl,
+    the resumable state and the export model.safetensors. Ctrl-C stops between two steps and saves
+    the state for `zoo resume RUN_DIR`.
     """
     reg = registry()
     spec, job = reg.get_model(model), reg.get_task(task)
     chosen = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
     pairs = [f"train.{k}={v}" for k, v in chosen.items() if v is not None]
-    pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig]) + list(settings)
-    _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, quiet=quiet,
-                  log_every=log_every)
+    options = tuple(o for param in click.get_current_context().command.params for o in getattr(param, "opts", ())
+                    if o.startswith("--"))
+    pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig], options) + list(settings)
+    _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
+                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every)
 
 
-def _run_training(model, task, pairs, *, quiet, **options):
+def _run_training(model, task, pairs, *, quiet, threads, **options):
     from zoo.plan import plan
+    from zoo.threads import prepare
 
     if not options.get("resume"):
         plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
+    prepare(threads)  # checks --threads, and runs before torch is imported: its OpenMP runtime reads the environment once
     from zoo.training import Interrupted
     from zoo.training import train as run
 
+    # -q keeps one line: where the export went
+    log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
     try:
-        run(model, task, pairs, log=(lambda line: None) if quiet else click.echo, progress=not quiet, **options)
+        run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
     except Interrupted as e:
-        raise Stopped(f"{e}; the state is saved", exit_code=128 + e.signal) from None
+        raise Stopped(str(e), exit_code=128 + e.signal) from None
 
 
 @cli.command("resume")
 @click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-e", "--epochs", type=int, help="extend the run to this many epochs in all")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-def resume_command(run_dir, device, quiet):
-    """Continue a stopped training run."""
+def resume_command(run_dir, epochs, device, threads, quiet):
+    """Continue a stopped run, or extend a finished one (--epochs).
+
+    Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
+    over the added epochs, after the first has ended.
+    """
     from zoo.runs import Run
 
     info = Run(run_dir).state_info()
-    _run_training(info["model"], info["task"], [], device=device, out=None, run_dir=run_dir, resume=True,
-                  quiet=quiet, log_every=0)
+    pairs = [f"train.epochs={epochs}"] if epochs is not None else []
+    _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run_dir, resume=True,
+                  threads=threads, quiet=quiet, log_every=0)
 
 
 @cli.command("runs")
@@ -350,6 +411,11 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
     card = read_card(weights)
     task = registry().get_task(card.task)
     overrides = _task_overrides(list(task_options), settings, task.config)
+    missing = {name: path for name, path in card.sources.items() if name not in overrides}
+    if missing:
+        raise ZooError(f"{weights} was trained on " + " and ".join(f"--{k.replace('_', '-')} {v!r}" for k, v in
+                       missing.items()) + "; zoo does not open files a weights file names: give "
+                       + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
     net = load(weights, pick_device(device), overrides)
     data = task.load_data(net.zoo.task_config, net.zoo.meta).to(device_of(net))
     split = data.report_split
@@ -362,7 +428,8 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    click.echo(f"{card.model} on {card.task}, {split} split ({len(data.split(split)):,} examples)")
+    count = len(data.split(split))
+    click.echo(f"{card.model} on {card.task}, {split} split ({count:,} example{'s' * (count != 1)})")
     if task.format_metrics is not None:
         click.echo(task.format_metrics(metrics))
         return
@@ -418,6 +485,8 @@ def info_command(weights, as_json):
     fields = {"model": card.model, "task": card.task, "model_config": to_dict(card.model_config),
               "task_config": to_dict(card.task_config), "train_config": to_dict(card.train_config),
               "problem": asdict(card.problem), "metrics": card.metrics, "versions": card.versions}
+    if card.sources:  # provenance: zoo eval does not follow these
+        fields["trained_on"] = card.sources
     if as_json:
         click.echo(json.dumps({**fields, "meta": card.meta}, indent=2))
         return
@@ -440,7 +509,12 @@ def new_plugin_command(name, cell, task, where):
                f"\nnext: pip install -e {root} && zoo list {name} && (cd {root} && pytest)")
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops zoo the way Ctrl-C does, at any moment
     cli(prog_name="zoo")
 
 

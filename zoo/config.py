@@ -22,6 +22,13 @@ def field_help(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.init}
 
 
+def path_fields(cls: type, folders: bool = True) -> list[str]:
+    """The fields marked `param(..., path=True)` (files or URLs a task reads) and, unless `folders` is
+    False, `path="folder"` (where it keeps data)."""
+    return [f.name for f in dataclasses.fields(cls)
+            if f.init and f.metadata.get("path") and (folders or f.metadata["path"] is True)]
+
+
 def type_name(type_: Any) -> str:
     if get_origin(type_) is Literal:
         return "one of " + ", ".join(str(c) for c in get_args(type_))

@@ -1,14 +1,20 @@
-"""Writing a file so that nobody ever finds half of it under its name."""
+"""Writing a file so that nobody ever finds half of it under its name, and cleaning up after a kill.
+
+A temporary file is named `.NAME.PID.RANDOM.tmp` beside its target: unique to the writing process,
+and recognisable afterwards as left by a process that is gone.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
 def replace_atomically(path: Path, write: Callable[[str], None], fsync: bool = False) -> None:
@@ -18,7 +24,7 @@ def replace_atomically(path: Path, write: Callable[[str], None], fsync: bool = F
     would give it (mkstemp's are owner-only).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
@@ -30,6 +36,48 @@ def replace_atomically(path: Path, write: Callable[[str], None], fsync: bool = F
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomically(path: Path, data: bytes, fsync: bool = False) -> None:
+    """`data` under `path`, all of it or (on a full disk, a kill) none of it."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+
+    replace_atomically(path, write, fsync=fsync)
+
+
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove temporary files in `folder` (of `name` only, if given) whose writing process is gone."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMPORARY.match(entry.name)
+        if not match or (name is not None and not entry.name.startswith(f".{name}.")):
+            continue
+        if int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid or pid < 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def made_dirs(path: Path) -> list[Path]:

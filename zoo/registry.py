@@ -58,34 +58,39 @@ def describe(error: BaseException) -> str:
 
 @contextmanager
 def plugin_code():
-    """Run plugin code so that nothing it raises ends zoo, except a real Ctrl-C from the user.
+    """Run plugin code so that nothing it raises ends zoo, except a real Ctrl-C or SIGTERM.
 
     sys.exit(), SystemExit and a KeyboardInterrupt the plugin raises itself come out as
-    `PluginFailure`; a SIGINT that arrives meanwhile is told apart by a signal handler.
+    `PluginFailure`; a signal that arrives meanwhile is told apart by a handler that notes it and
+    then does what the handler before it did (zoo's command line turns SIGTERM into `Terminated`).
     """
-    real = []
-    swap = threading.current_thread() is threading.main_thread()
-    if swap:
-        previous = signal.getsignal(signal.SIGINT)
+    real: list[int] = []
+    replaced = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if signum == signal.SIGTERM and not callable(previous):
+                continue  # the default kills the process: nothing to tell apart
 
-        def on_interrupt(signum, frame):
-            real.append(True)
-            if callable(previous):
-                previous(signum, frame)
-            raise KeyboardInterrupt
+            def on_signal(number, frame, previous=previous):
+                real.append(number)
+                if callable(previous):
+                    previous(number, frame)
+                raise KeyboardInterrupt
 
-        signal.signal(signal.SIGINT, on_interrupt)
+            replaced[signum] = previous
+            signal.signal(signum, on_signal)
     try:
         yield
     except KeyboardInterrupt as e:
-        if real or not swap:  # the user's Ctrl-C (or no way to tell it apart): honour it
+        if real or not replaced:  # the user's signal (or no way to tell it apart): honour it
             raise
         raise PluginFailure(e) from e
     except (Exception, SystemExit, GeneratorExit) as e:
         raise PluginFailure(e) from e
     finally:
-        if swap:
-            signal.signal(signal.SIGINT, previous)
+        for signum, previous in replaced.items():
+            signal.signal(signum, previous)
 
 
 class PluginFailure(Exception):

@@ -1,33 +1,45 @@
 """Run directories: the config, a JSON-lines metrics log, the resumable state and the export.
 
-    checkpoints/MODEL-TASK/
+    checkpoints/MODEL-TASK/      the first run of a pair; later ones go to MODEL-TASK-2, -3, ...
         config.json      what was trained, with every setting, and where the export goes
         metrics.jsonl    one line per epoch: loss, learning rate, seconds, samples/s, metrics
         state.safetensors  everything a resumed run needs: weights, optimizer, schedule, random
                          states, position; tensors as safetensors, the rest as JSON in its metadata
         model.safetensors  the export (zoo eval / predict / load)
+        .lock            held by the one process writing the run (its pid inside)
 
-Files are replaced atomically (a temporary file, then a rename), so a killed run leaves the last
-complete state. Only torch-free code here, so `zoo runs` stays fast.
+Every path a run folder records is relative to the folder, so a copied or moved run resumes and
+exports into itself. Files are replaced atomically (a temporary file unique to the writing process,
+then a rename), so a killed run leaves the last complete state; the next writer removes what a dead
+one left. Only torch-free code here, so `zoo runs` stays fast.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.files import replace_atomically
+from zoo.files import process_alive, remove_stale_temporaries, replace_atomically, write_bytes_atomically
 from zoo.specs import ZooError
 
-CONFIG, METRICS, STATE, EXPORT = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors"
+CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
 STATE_FORMAT = "zoo-state/1"
+RUNS_ROOT = "checkpoints"
+
+try:
+    import fcntl
+except ImportError:  # Windows: a lock file created exclusively, with a stale-pid check
+    fcntl = None
 
 
 class Run:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r})"
@@ -36,69 +48,201 @@ class Run:
     def state_path(self) -> Path:
         return self.dir / STATE
 
+    def exists(self) -> bool:
+        """Whether a run (even one stopped before its first epoch ended) lives here."""
+        return (self.dir / CONFIG).is_file() or self.state_path.is_file()
+
     def config(self) -> dict:
         try:
-            return json.loads((self.dir / CONFIG).read_text())
+            config = json.loads((self.dir / CONFIG).read_text())
         except FileNotFoundError:
             raise ZooError(f"{self.dir} is not a zoo run (no {CONFIG})") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise ZooError(f"{self.dir / CONFIG} is damaged ({e})") from None
+        except IsADirectoryError:
+            raise ZooError(f"{self.dir / CONFIG} is a directory, not a run's config") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ZooError(f"{self.dir / CONFIG} is damaged ({type(e).__name__})") from None
+        if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(
+                config.get("task"), str) or not isinstance(config.get("export", EXPORT), str):
+            raise ZooError(f"{self.dir / CONFIG} is damaged (not a zoo run's config)")
+        return config
 
-    def begin(self, config: dict) -> None:
-        """Start a new run here: write its config, empty its log, drop an old state."""
+    @property
+    def export_path(self) -> Path:
+        """Where this run's export is: recorded relative to the run folder (older runs: as written)."""
+        return self.dir / self.config().get("export", EXPORT)
+
+    def relative(self, path: Path) -> str:
+        """`path` as the run folder records it: relative to the folder."""
+        return os.path.relpath(Path(path).absolute(), self.dir.absolute())
+
+    # -- one writer ---------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Become the one process writing this run, or say in one line who is.
+
+        flock's lock goes with the process: a killed run leaves no stale lock behind."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / LOCK
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
+            except FileExistsError:  # no fcntl: an existing lock file is stale only if its process is gone
+                if process_alive(self.locked_by()):
+                    raise self._busy() from None
+                path.unlink(missing_ok=True)
+                continue
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EAGAIN, errno.EACCES):
+                    raise self._busy() from None
+                raise
+            try:  # the holder before us may have removed the file after we opened it: lock the current one
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        remove_stale_temporaries(self.dir)  # ours alone now: whatever a killed writer left can go
+
+    @property
+    def locked(self) -> bool:
+        return self._lock_fd is not None
+
+    def discard(self) -> None:
+        """Remove a run that never saved a state (the caller holds the lock), and its folder if empty."""
+        for name in (CONFIG, METRICS):
+            (self.dir / name).unlink(missing_ok=True)
+        self.unlock()
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass  # --run-dir may hold the user's other files
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            (self.dir / LOCK).unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def locked_by(self) -> int | None:
+        """The pid written in the lock file, or None."""
+        try:
+            return int((self.dir / LOCK).read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def in_use(self) -> bool:
+        """Whether another process is writing this run now."""
+        if not (self.dir / LOCK).is_file():
+            return False
+        if fcntl is None:
+            return process_alive(self.locked_by())
+        try:
+            fd = os.open(self.dir / LOCK, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we took just to look
+        return False
+
+    def _busy(self) -> ZooError:
+        pid = self.locked_by()
+        return ZooError(f"{self.dir} is in use by another zoo process{f' (pid {pid})' if pid else ''}; wait for it "
+                        f"to end, or give another --run-dir")
+
+    # -- files --------------------------------------------------------------------------------
+    def begin(self, config: dict) -> None:
+        """Start a new run here (the caller holds the lock): drop what an earlier run left, write the config."""
+        for name in (CONFIG, METRICS, STATE, "curves.png"):
+            (self.dir / name).unlink(missing_ok=True)
         replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
         replace_atomically(self.dir / METRICS, lambda tmp: Path(tmp).write_text(""))
-        self.state_path.unlink(missing_ok=True)
+
+    def update_config(self, **changes: Any) -> None:
+        config = {**self.config(), **changes}
+        replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
 
     def log(self, row: dict) -> None:
         with open(self.dir / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def history(self) -> list[dict]:
+        """The logged epochs. A last line cut short by a kill is left out; damage elsewhere is an error."""
         try:
-            lines = (self.dir / METRICS).read_text().splitlines()
+            lines = (self.dir / METRICS).read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in lines if line.strip()]
+        except OSError as e:
+            raise ZooError(f"cannot read {self.dir / METRICS}: {e.strerror or e}") from None
+        lines = [line for line in lines if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                if number == len(lines):
+                    break  # torn by a kill while it was written: the state does not count that epoch either
+                raise ZooError(f"{self.dir / METRICS} is damaged (line {number} is not an epoch's record)")
+            rows.append(row)
+        return rows
 
     def keep_history(self, epochs: int) -> None:
-        """Forget log lines of epochs after `epochs` (written before a kill, but not in the saved state)."""
+        """Forget log lines of epochs after `epochs` (written before a kill, but not in the saved state),
+        and a torn last line."""
         kept = [row for row in self.history() if row["epoch"] <= epochs]
         replace_atomically(self.dir / METRICS, lambda tmp: Path(tmp).write_text("".join(
             json.dumps(row) + "\n" for row in kept)))
 
     def save_state(self, tensors: dict, info: dict) -> None:
-        """Replace the state (once per epoch, so it is kept cheap: a fixed temporary name, as one
-        process writes; numpy's writer, which skips the torch writer's shared-memory checks)."""
+        """Replace the state (once per epoch: numpy's serializer, which skips the torch one's checks).
+
+        A failed write (a full disk, say) leaves the previous state as it was."""
         import torch
-        from safetensors.numpy import save_file as save_numpy
-        from safetensors.torch import save_file as save_torch
+        from safetensors.numpy import save as serialize_numpy
+        from safetensors.torch import save as serialize_torch
 
         metadata = {"format": STATE_FORMAT, "state": json.dumps(info)}
-        tmp = self.state_path.with_name(f".{STATE}.tmp")
+        if any(t.dtype == torch.bfloat16 for t in tensors.values()):  # numpy has no bfloat16
+            data = serialize_torch(tensors, metadata=metadata)
+        else:
+            data = serialize_numpy({k: t.numpy() for k, t in tensors.items()}, metadata=metadata)
         try:
-            if any(t.dtype == torch.bfloat16 for t in tensors.values()):  # numpy has no bfloat16
-                save_torch(tensors, tmp, metadata=metadata)
-            else:
-                save_numpy({k: t.numpy() for k, t in tensors.items()}, tmp, metadata=metadata)
-            os.replace(tmp, self.state_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            write_bytes_atomically(self.state_path, data)
+        except OSError as e:
+            raise ZooError(f"could not write {self.state_path} ({e.strerror or e}); the state saved before is "
+                           f"intact: free some space and resume") from None
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
         from zoo.checkpoint import read_header
 
         if not self.state_path.is_file():
+            if (self.dir / CONFIG).is_file():
+                raise ZooError(f"the run in {self.dir} stopped before its first epoch ended: nothing to resume "
+                               f"(train it again)")
             raise ZooError(f"no saved state in {self.dir}: nothing to resume (train without --resume)")
         metadata, _ = read_header(self.state_path)
         if metadata.get("format") != STATE_FORMAT:
             raise ZooError(f"{self.state_path} is not a zoo training state")
         try:
-            return json.loads(metadata["state"])
-        except (KeyError, json.JSONDecodeError) as e:
+            info = json.loads(metadata["state"])
+        except (KeyError, json.JSONDecodeError, RecursionError) as e:
             raise ZooError(f"{self.state_path} is damaged ({type(e).__name__})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("progress"), dict):
+            raise ZooError(f"{self.state_path} is damaged (no progress in it)")
+        return info
 
     def load_state(self) -> tuple[dict, dict]:
         from safetensors import SafetensorError
@@ -109,6 +253,65 @@ class Run:
             return load_file(self.state_path), info
         except (SafetensorError, OSError) as e:
             raise ZooError(f"{self.state_path} is damaged ({e})") from None
+
+    def status(self) -> str:
+        """running, finished, interrupted, stopped (killed), or starting (no epoch saved yet)."""
+        if self.in_use():
+            return "running"
+        try:
+            status = self.state_info().get("status", "?")
+        except ZooError:
+            return "no state"
+        return "stopped" if status == "running" else status  # killed: `zoo resume` continues from its last epoch
+
+
+    def why_no_export(self) -> str:
+        status = self.status()
+        if status == "running":
+            return f"{self.dir} is still training (pid {self.locked_by()}): its export is written when it ends"
+        if status == "no state":
+            return f"the run in {self.dir} has no export: it stopped before its first epoch ended"
+        progress = self.state_info()["progress"]
+        if status == "finished":
+            return f"the run in {self.dir} finished training but has no export yet: zoo resume {self.dir} writes it"
+        return (f"the run in {self.dir} has no export yet: it stopped in epoch {progress.get('epoch')} ({status}); "
+                f"zoo resume {self.dir} continues it")
+
+
+def numbered(base: Path) -> Iterator[Path]:
+    """base, base-2, base-3, ...: the folders the runs of one model/task pair take in turn."""
+    yield base
+    number = 2
+    while True:
+        yield base.with_name(f"{base.name}-{number}")
+        number += 1
+
+
+def new_run_dir(base: Path) -> Path:
+    """Create and return the first of base, base-2, ... that does not exist (mkdir decides races)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for folder in numbered(base):
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def runs_of(name: str, root: str | Path = RUNS_ROOT) -> list[Run]:
+    """The runs named `name` (MODEL-TASK) under root, oldest first: NAME, NAME-2, NAME-3, ..."""
+    pattern = re.compile(re.escape(name) + r"(?:-(\d+))?")
+    found = []
+    try:
+        entries = list(Path(root).iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and match.group(1) != "1" and Run(entry).exists():
+            found.append((int(match.group(1) or 1), Run(entry)))
+    return [run for _, run in sorted(found, key=lambda pair: pair[0])]
 
 
 def find_runs(root: str | Path) -> Iterator[Run]:
@@ -121,23 +324,17 @@ def summary(run: Run) -> dict[str, Any]:
     """What `zoo runs` shows of a run: names, progress, status and its best monitored metric."""
     config = run.config()
     history = run.history()
-    try:
-        info = run.state_info()
-    except ZooError:
-        info = {}
     metric, split = config.get("metric", ""), config.get("monitor", "")
-    scored = [(row[split][metric], row["epoch"]) for row in history if isinstance(row.get(split, {}).get(metric),
-                                                                                 (int, float))]
+    scored = [(row[split][metric], row["epoch"]) for row in history
+              if isinstance(row.get(split), dict) and isinstance(row[split].get(metric), (int, float))]
     sign = -1 if config.get("minimize") else 1  # the best score, and the first epoch that reached it
     best = max(scored, key=lambda pair: (sign * pair[0], -pair[1])) if scored else None
-    status = info.get("status", "no state")
-    if status == "running" and not _alive(info.get("pid")):
-        status = "stopped"  # killed: `zoo resume` continues from its last epoch
+    epochs = config.get("train_config", {}).get("epochs", "?") if isinstance(config.get("train_config"), dict) else "?"
     return {"run": str(run.dir), "model": config.get("model"), "task": config.get("task"),
-            "epochs": f"{history[-1]['epoch'] if history else 0}/{config.get('train_config', {}).get('epochs', '?')}",
-            "status": status, "metric": f"{split} {metric}".strip(),
+            "epochs": f"{history[-1]['epoch'] if history else 0}/{epochs}",
+            "status": run.status(), "metric": f"{split} {metric}".strip(),
             "best": None if best is None else best[0], "best_epoch": None if best is None else best[1],
-            "export": config.get("export")}
+            "export": str(run.export_path)}
 
 
 def plot_curves(run: Run, path: str | Path) -> None:
@@ -176,15 +373,3 @@ def plot_curves(run: Run, path: str | Path) -> None:
         raise ZooError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         plt.close(figure)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -22,9 +22,21 @@ class ZooError(Exception):
     """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
 
 
-def param(default: Any, help: str) -> Any:
-    """A config field with its help text, which `zoo train MODEL TASK --help` shows."""
-    return field(default=default, metadata={"help": help})
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised the way Ctrl-C raises KeyboardInterrupt, so that both stop zoo alike."""
+
+    signal = 15
+
+
+def param(default: Any, help: str, path: bool | str = False) -> Any:
+    """A config field with its help text, which `zoo train MODEL TASK --help` shows.
+
+    `path=True` marks a file or URL the task reads, `path="folder"` a folder where it keeps data.
+    An export records them, but evaluating or predicting with it never follows them: a file must
+    be given again (`--text FILE`, say); a folder falls back to the user's own (`--root`,
+    `$ZOO_DATA`, ./datasets).
+    """
+    return field(default=default, metadata={"help": help, "path": path})
 
 
 def require(condition: bool, message: str) -> None:
@@ -204,3 +216,6 @@ class Card:
     meta: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    # the files the task read in training (task config fields marked path=True), as recorded: shown,
+    # never followed; `task_config` has them at their defaults unless the user gives them again
+    sources: dict = field(default_factory=dict)

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
@@ -26,8 +26,10 @@ from torch.nn import functional as F
 from zoo.config import to_dict
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
-from zoo.runs import CONFIG, EXPORT, Run
+from zoo.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run_dir, runs_of
 from zoo.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.threads import Threads
+from zoo.threads import prepare as prepare_threads
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -66,13 +68,41 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
 
 
-def progress_bar(enabled: bool, length: int, label: str):
-    """A per-epoch progress bar on stderr, drawn only on a terminal."""
-    import click
+class ProgressBar:
+    """One bar for the whole run on a terminal's stderr (tqdm): epochs, steps, ETA and the current loss.
 
-    if enabled and sys.stderr.isatty():
-        return click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True)
-    return contextlib.nullcontext(SimpleNamespace(update=lambda steps: None))
+    Off a terminal it draws nothing, and log lines pass straight through."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True,
+                            leave=False, smoothing=0.05)
+        self._shown_at = 0.0
+
+    def step(self, epoch: str, loss: torch.Tensor) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self._shown_at > 0.5:  # reading the loss waits for the device: not at every step
+            self._shown_at = now
+            self.bar.set_description_str(f"epoch {epoch}", refresh=False)
+            self.bar.set_postfix_str(f"loss {loss.item():.4f}", refresh=False)
+
+    def write(self, log: Callable[[str], None], line: str) -> None:
+        if self.bar is None:
+            log(line)
+            return
+        self.bar.clear()  # the line goes where the bar was; the bar comes back below it
+        log(line)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -124,12 +154,14 @@ class Progress:
     best_epoch: int = 0
     bad_epochs: int = 0
     done: bool = False  # every epoch ran, or early stopping ended the run
+    # the last epoch of each learning-rate schedule: one for a run, one more each time it is extended
+    schedule_ends: list[int] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def stop_requests():
-    """Turn the first Ctrl-C or SIGTERM into a request the loop honours between two steps; a second
-    Ctrl-C interrupts at once."""
+    """Turn the first Ctrl-C or SIGTERM into a request honoured at the next safe point (between two
+    steps, after an export is written); a second Ctrl-C interrupts at once."""
     request = SimpleNamespace(pending=False, signal=signal.SIGINT)
     if threading.current_thread() is not threading.main_thread():
         yield request
@@ -171,19 +203,21 @@ def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progre
     return tensors, info
 
 
-def restore(tensors: dict, info: dict, model, optimizer, scheduler, shuffle: torch.Generator):
-    """Put a captured state back; returns (progress, best weights or None)."""
-    def part(prefix: str) -> dict:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+def _part(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    model.load_state_dict(part("model/"))
+
+def restore_optimizer(tensors: dict, info: dict, optimizer) -> None:
     state: dict = {}
-    for key, value in part("optimizer/").items():
+    for key, value in _part(tensors, "optimizer/").items():
         index, name = key.split("/")
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_groups"]})
-    if scheduler is not None:
-        scheduler.load_state_dict(info["scheduler"])
+
+
+def restore(tensors: dict, info: dict, model, shuffle: torch.Generator) -> dict | None:
+    """Put back the weights and every random state of a captured state; returns the best weights or None."""
+    model.load_state_dict(_part(tensors, "model/"))
     torch.set_rng_state(tensors["rng/torch"])
     shuffle.set_state(tensors["rng/shuffle"])
     name, position, has_gauss, cached = info["numpy_rng"]
@@ -193,39 +227,63 @@ def restore(tensors: dict, info: dict, model, optimizer, scheduler, shuffle: tor
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
-    return Progress(**info["progress"]), part("best/") or None
+    return _part(tensors, "best/") or None
 
 
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
-        log_every: int = 0) -> Progress:
+        log_every: int = 0, threads: Threads | None = None) -> Progress:
     """Adam over shuffled mini-batches of the train split, one epoch after another.
 
     Each epoch: the steps, then the monitored split's metrics (every epoch when there is a validation
     split or --patience, else on the logged epochs), a log line (about 20 in all unless `log_every`),
     a line in the run's metrics.jsonl and a resumable state. `data` should be on `device` already.
+    A resumed run whose `config.epochs` grew continues with a new learning-rate schedule of the same
+    kind over the added epochs (a warm restart) once the one it started with has ended.
     """
     train, loss_of = data.train, loss_function(data.problem)
     net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
-    scheduler = make_scheduler(optimizer, config, config.epochs * batches_per_epoch)
     dtype = autocast_dtype(config.precision, device)
     shuffle = torch.Generator().manual_seed(config.seed)
-    at, best = restore(*resume, model, optimizer, scheduler, shuffle) if resume else (Progress(), None)
+    at, best = (Progress(**resume[1]["progress"]), restore(*resume, model, shuffle)) if resume else (Progress(), None)
+    if not at.schedule_ends or at.schedule_ends[-1] < config.epochs:
+        at.schedule_ends.append(config.epochs)
+    at.done = at.done and at.epoch > config.epochs
+
+    def schedule(epoch: int):
+        """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
+        end = next(e for e in at.schedule_ends if e >= epoch)
+        start = max([0] + [e for e in at.schedule_ends if e < epoch]) + 1
+        return make_scheduler(optimizer, config, (end - start + 1) * batches_per_epoch), end
+
+    fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
+    if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
+        (scheduler, schedule_end), _ = schedule(at.epoch), restore_optimizer(*resume, optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(resume[1]["scheduler"])
+    else:
+        if resume:
+            restore_optimizer(*resume, optimizer)
+        scheduler, schedule_end = schedule(at.epoch)
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
+    bar = ProgressBar(progress and world.main, config.epochs * batches_per_epoch,
+                      (at.epoch - 1) * batches_per_epoch + at.batch)
 
     def save(shuffle_state, status):
         if saving:
             run.save_state(*capture(model, optimizer, scheduler, shuffle_state, at, best, identity or {}, status))
 
-    with stop_requests() as stop:
+    with stop_requests() as stop, contextlib.closing(bar):
         for epoch in range(at.epoch, config.epochs + 1):
             if at.done:
                 break
+            if epoch > schedule_end:
+                scheduler, schedule_end = schedule(epoch)
             epoch_start = shuffle.get_state()
             batches = torch.randperm(len(train), generator=shuffle).to(device).split(config.batch_size)
             if at.batch == 0:
@@ -233,40 +291,40 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             started = time.perf_counter() - at.seconds
             total = torch.tensor(at.loss_sum, device=device)
             model.train()
-            with progress_bar(progress and world.main, len(batches), f"epoch {epoch}/{config.epochs}") as shown:
-                shown.update(at.batch)
-                for number in range(at.batch, len(batches)):
-                    index = batches[number]
-                    if len(index) < world.size:  # too few examples to give every process some
-                        continue
-                    part = world.shard(index)
-                    inputs, targets = train.batch(part)
-                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        outputs = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
-                        loss = loss_of(outputs, targets)
-                    # DDP averages gradients over processes: weigh each by its share of the global batch
-                    weight = len(part) * world.size / len(index)
-                    optimizer.zero_grad(set_to_none=True)
-                    (loss * weight if weight != 1 else loss).backward()
-                    if config.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    total += loss.detach() * len(part)
-                    at.examples += len(part)
-                    shown.update(1)
-                    if stop.pending and world.size == 1:  # between two steps: save exactly here, then leave
-                        at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
-                        save(epoch_start, "interrupted")
-                        raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
+            for number in range(at.batch, len(batches)):
+                index = batches[number]
+                if len(index) < world.size:  # too few examples to give every process some
+                    continue
+                if threads is not None:
+                    threads.adjust()
+                part = world.shard(index)
+                inputs, targets = train.batch(part)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    outputs = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
+                    loss = loss_of(outputs, targets)
+                # DDP averages gradients over processes: weigh each by its share of the global batch
+                weight = len(part) * world.size / len(index)
+                optimizer.zero_grad(set_to_none=True)
+                (loss * weight if weight != 1 else loss).backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                total += loss.detach() * len(part)
+                at.examples += len(part)
+                bar.step(f"{epoch}/{config.epochs}", loss)
+                if stop.pending and world.size == 1:  # between two steps: save exactly here, then leave
+                    at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
+                    save(epoch_start, "interrupted")
+                    raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
             seconds = time.perf_counter() - started
             loss_sum, examples = world.total(total.item(), at.examples)
             row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
                    "samples_per_s": examples / seconds}
             if not math.isfinite(row["loss"]):
                 raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']})"
-                               + (f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run else "")
+                               + (f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else "")
                                + "; try a smaller --lr")
             last = epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
@@ -283,110 +341,238 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             at = replace(at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0, done=last or early)
             if world.main and (epoch % log_every == 0 or last or early):
                 shown_metrics = f"  {monitor} {format_metrics(row[monitor])}" if monitor in row else ""
-                log(f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}{shown_metrics}  "
-                    f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s")
+                bar.write(log, f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}{shown_metrics}  "
+                               f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s")
             if saving:
                 run.log(row)
-            save(shuffle.get_state(), "finished" if at.done else "running")
+            stopping = world.agree(stop.pending)
+            save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else "running")
             if early:
-                log(f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; keeping the "
-                    f"weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
-            if world.size > 1 and world.agree(stop.pending):
+                bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
+                               f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
+            if stopping:
                 raise Interrupted(f"interrupted after epoch {epoch}", stop.signal)
     if config.patience and best is not None:
         model.load_state_dict(best)
     return at
 
 
-def default_run_dir(model_name: str, task_name: str) -> Path:
-    return Path("checkpoints") / f"{model_name}-{task_name}"
-
-
 def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, device: str = "auto",
           out: str | Path | bool | None = None, run_dir: str | Path | None = None, resume: bool = False,
+          overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | None = None,
           log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0) -> torch.nn.Module:
     """Train `model` on `task` and return the network (with `.zoo`, its Card).
 
-    Files go to the run directory (`run_dir`, default checkpoints/MODEL-TASK): config.json,
-    metrics.jsonl, the resumable state.safetensors and the export model.safetensors (`out` puts the
-    export elsewhere; `out=False` writes nothing at all). `resume=True` continues the run saved there.
-    Under torchrun, every process trains its share and rank 0 writes.
+    Files go to the run folder: `run_dir`, or by default a new checkpoints/MODEL-TASK, -2, -3, ...
+    (config.json, metrics.jsonl, the resumable state.safetensors and the export model.safetensors;
+    `out` puts the export elsewhere; `out=False` writes nothing at all). A `run_dir` that holds a
+    run needs `resume=True` (continue it; without `run_dir`, the pair's newest run) or `overwrite=True`.
+    `init_from` starts from the weights of an export of the same model and task, its vocabulary
+    and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
+    load (see zoo.threads). Under torchrun, every process trains its share and rank 0 writes.
     """
+    policy = prepare_threads(threads)
     world, device = join(device)
     try:
-        return _train(model, task, overrides, device, out, run_dir, resume, world, log, progress, log_every)
+        return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,
+                      log, progress, log_every)
     finally:
         if world.size > 1:
             leave()
 
 
-def _train(model, task, overrides, device, out, run_dir, resume, world, log, progress, log_every):
-    from zoo import __version__
-    from zoo.checkpoint import check_writable, save
-
-    run = None if out is False else Run(run_dir or default_run_dir(model, task))
-    state = None
+def _existing_run(model: str, task: str, run_dir, resume: bool, overwrite: bool, lock: bool) -> Run | None:
+    """The run folder to continue or replace, checked and (if `lock`) locked; None when a new one is to be made."""
+    if resume and overwrite:
+        raise ZooError("--resume continues the run in the folder and --overwrite replaces it: give one of them")
     if resume:
-        if run is None:
-            raise ZooError("resuming needs a run directory")
-        state = run.load_state()
-        info = state[1]
-        if (info.get("model"), info.get("task")) != (model, task):
-            raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
-                           f"not {model} on {task}")
-        saved_export = Path(run.config().get("export", run.dir / EXPORT))
-        if info.get("status") == "finished" and out is None and saved_export.is_file():
-            raise ZooError(f"the run in {run.dir} has finished and exported {saved_export}: nothing to resume")
-        saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
-        p = plan(model, task, overrides, saved)
-        changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
-                   for ns, config in (("model", p.model_config), ("task", p.task_config), ("train", p.train_config))
-                   for name, value in to_dict(config).items() if saved[ns].get(name) != value]
-        if changed:
-            raise ZooError(f"a resumed run keeps the settings it started with: {'; '.join(changed)}")
+        runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
+        if not runs:
+            raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
+        run = runs[-1]
+        run.state_info()  # says what is wrong before anything else happens
+    elif run_dir is None:
+        return None
     else:
-        p = plan(model, task, overrides)
-    export = None if out is False else Path(out) if out not in (None, True) else (
-        saved_export if resume else run.dir / EXPORT)
-    if export is not None:
-        check_writable(export)
-    dev = pick_device(device)
-    data = p.task.load_data(p.task_config, None).to(dev)
-    torch.manual_seed(p.train_config.seed)
-    net = p.model.build(p.model_config, data.problem).to(dev)
+        run = Run(run_dir)
+        if run.dir.exists() and not run.dir.is_dir():
+            raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
+        if run.exists() and not overwrite:
+            raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
+                           f"another --run-dir")
+        if not run.dir.exists():
+            return run  # made when training starts, so that a failure before leaves no empty folder
+    if lock:
+        run.lock()
+    return run
+
+
+def _check_out(out: Path, run: Run | None, task_config: Any) -> None:
+    """--out must not land on a run's own files or on the data the task reads."""
+    from zoo.config import path_fields
+
+    target = out.resolve()
+    for name in path_fields(type(task_config)):
+        value = getattr(task_config, name)
+        if value and "://" not in value and Path(value).resolve() == target:
+            raise ZooError(f"--out {out} is the task's input ({name}); choose another file for the export")
+    own = target.parent == run.dir.resolve() if run is not None else False
+    if target.name in (CONFIG, METRICS, STATE, LOCK) and (own or (target.parent / CONFIG).is_file()):
+        raise ZooError(f"--out {out} would overwrite a run's own {target.name}; choose another file for the export")
+
+
+def _init_weights(net: torch.nn.Module, path: Path) -> None:
+    """Load an export's weights into a freshly built network of the same architecture."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ZooError(f"--init-from {path} cannot be read ({e})") from None
+    expected = net.state_dict()
+    different = [f"{k} is {tuple(tensors[k].shape)} there, {tuple(v.shape)} here" for k, v in expected.items()
+                 if k in tensors and tensors[k].shape != v.shape]
+    different += [f"{k} is missing there" for k in expected if k not in tensors]
+    different += [f"{k} is not in this network" for k in tensors if k not in expected]
+    if different:
+        raise ZooError(f"--init-from {path} does not fit the network built here ({'; '.join(different[:2])}): "
+                       f"train with its settings, vocabulary and output size")
+    with torch.no_grad():
+        for name, value in expected.items():
+            value.copy_(tensors[name])
+
+
+def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy, log, progress,
+           log_every):
+    from zoo import __version__
+    from zoo.checkpoint import check_writable, read_card, save, weights_file
+
     say = log if world.main else (lambda line: None)
+    run = None if out is False else _existing_run(model, task, run_dir, resume, overwrite, lock=world.main)
+    new_run = not resume
+    state = None
+    try:
+        if resume:
+            state = run.load_state()
+            info = state[1]
+            if (info.get("model"), info.get("task")) != (model, task):
+                raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
+                               f"not {model} on {task}")
+            saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
+            p = plan(model, task, overrides, saved)
+            done, planned = info["progress"]["epoch"] - 1, saved["train"].get("epochs")
+            changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
+                       for ns, config in (("model", p.model_config), ("task", p.task_config), ("train", p.train_config))
+                       for name, value in to_dict(config).items()
+                       if saved[ns].get(name) != value and (ns, name) != ("train", "epochs")]
+            if changed:
+                raise ZooError(f"a resumed run keeps the settings it started with: {'; '.join(changed)}")
+            if p.train_config.epochs < planned:
+                raise ZooError(f"the run in {run.dir} was to train {planned} epochs and has done {done}: a resumed "
+                               f"run can be extended (--epochs above {planned}), not shortened")
+            extended = p.train_config.epochs > planned
+            export = run.export_path if out is None else Path(out)
+            if info.get("status") == "finished" and not extended and out is None and export.is_file():
+                raise ZooError(f"the run in {run.dir} has finished and exported {export}: nothing to resume "
+                               f"(--epochs N extends it)")
+            if init_from is not None:
+                raise ZooError("--init-from starts a new run; a resumed run continues from its own state")
+        else:
+            p = plan(model, task, overrides)
+            export = Path(out) if out not in (None, True, False) else None
+        if world.main and out is not False:
+            if export is not None and not resume:
+                _check_out(export, run, p.task_config)
+            check_writable(export or (run.dir if run else Path(RUNS_ROOT) / f"{model}-{task}") / EXPORT)
+        init_card = None
+        if init_from is not None:
+            init_from = weights_file(init_from)
+            init_card = read_card(init_from)
+            if (init_card.model, init_card.task) != (model, task):
+                raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
+                               f"{model} on {task} only if it is {model} on {task} too")
+        threads = policy.start()
+        dev = pick_device(device)
+        data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
+        torch.manual_seed(p.train_config.seed)
+        net = p.model.build(p.model_config, data.problem).to(dev)
+        if init_from is not None:
+            _init_weights(net, init_from)
+    except KeyboardInterrupt as e:
+        if run is not None:
+            run.unlock()
+        raise Interrupted("interrupted before training started; nothing was written",
+                          getattr(e, "signal", signal.SIGINT)) from None
+    except BaseException:
+        if run is not None:
+            run.unlock()
+        raise
     identity = {"model": p.model.name, "task": p.task.name, "model_config": to_dict(p.model_config),
                 "task_config": to_dict(p.task_config), "train_config": to_dict(p.train_config)}
-    if run is not None and world.main:
-        if resume:
-            run.keep_history(info["progress"]["epoch"] - 1)
-        else:
-            if (run.dir / CONFIG).is_file():
-                say(f"replacing the earlier run in {run.dir} (--run-dir keeps runs apart)")
-            run.begin({**identity, "export": str(export), "metric": p.task.metric, "minimize": p.task.minimize,
-                       "monitor": data.monitor_split, "world_size": world.size})
-    dtype = autocast_dtype(p.train_config.precision, dev)
-    params = sum(t.numel() for t in net.parameters())
-    say(f"{'resuming' if resume else 'training'} {p.model.name} on {p.task.name} ({data.problem.shape}): "
-        f"{params:,} parameters, {len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
-        f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
-        f"{f'; run in {run.dir}' if run else ''}")
     try:
-        fit(net, data, p.task, p.train_config, dev, run=run, identity=identity, resume=state, world=world, log=say,
-            progress=progress, log_every=log_every)
+        if out is not False and world.main:
+            if resume:
+                run.keep_history(info["progress"]["epoch"] - 1)
+                if extended:
+                    run.update_config(train_config=identity["train_config"])
+            else:
+                if run is None:
+                    run = Run(new_run_dir(Path(RUNS_ROOT) / f"{model}-{task}"))
+                if not run.locked:
+                    run.lock()  # makes the folder if need be
+                export = export or run.dir / EXPORT
+                run.begin({**identity, "export": run.relative(export), "metric": p.task.metric,
+                           "minimize": p.task.minimize, "monitor": data.monitor_split, "world_size": world.size,
+                           **({"init_from": str(init_from)} if init_from is not None else {})})
+        dtype = autocast_dtype(p.train_config.precision, dev)
+        params = sum(t.numel() for t in net.parameters())
+        verb = "extending" if resume and extended else "resuming" if resume else "training"
+        say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
+            f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
+            f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
+            f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
+            f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
+        if resume and extended:
+            say(f"extending from {planned} to {p.train_config.epochs} epochs"
+                + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
+                   if p.train_config.schedule != "constant" else ""))
+        fit(net, data, p.task, p.train_config, dev, run=run if world.main else None, identity=identity,
+            resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
+        new_run = False  # from here on the run folder holds a state worth keeping
+        split = data.report_split
+        metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
+        say(f"final ({split} split): {format_metrics(metrics)}")
+        net.eval()
+        net.zoo = Card(model=p.model.name, task=p.task.name, model_config=p.model_config, task_config=p.task_config,
+                       train_config=p.train_config, problem=data.problem, meta=data.meta, metrics=metrics,
+                       versions={"zoo": __version__, "torch": torch.__version__, "model_plugin": p.model.plugin,
+                                 "task_plugin": p.task.plugin, "device": str(dev),
+                                 "precision": "bf16 autocast" if dtype else "fp32"})
+        if export is not None and world.main:
+            with stop_requests() as stop:
+                save(net, net.zoo, export)
+            where = "" if run is None or export.absolute().parent == run.dir.absolute() else f"; run in {run.dir}"
+            say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
+            if stop.pending:
+                raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal)
+        return net
     except Interrupted as e:
-        where = f"; resume with: zoo resume {run.dir}" if run is not None else ""
+        saved = run is not None and run.state_path.is_file() and "export" not in str(e)
+        where = f"; the state is saved: zoo resume {run.dir} continues it" if saved else ""
         raise Interrupted(f"{e}{where}", e.signal) from None
-    split = data.report_split
-    metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
-    say(f"final ({split} split): {format_metrics(metrics)}")
-    net.eval()
-    net.zoo = Card(model=p.model.name, task=p.task.name, model_config=p.model_config, task_config=p.task_config,
-                   train_config=p.train_config, problem=data.problem, meta=data.meta, metrics=metrics,
-                   versions={"zoo": __version__, "torch": torch.__version__, "model_plugin": p.model.plugin,
-                             "task_plugin": p.task.plugin, "device": str(dev),
-                             "precision": "bf16 autocast" if dtype else "fp32"})
-    if export is not None and world.main:
-        save(net, net.zoo, export)
-        say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB)")
-    return net
+    except KeyboardInterrupt as e:  # outside the training steps: before the first, or in the final evaluation
+        signum = getattr(e, "signal", signal.SIGINT)
+        if run is not None and run.state_path.is_file():
+            raise Interrupted(f"interrupted; the last saved state is kept: zoo resume {run.dir} continues from it",
+                              signum) from None
+        if run is not None and new_run:
+            run.discard()
+        raise Interrupted("interrupted before the first step; nothing was kept", signum) from None
+    except BaseException:
+        if run is not None and new_run and not run.state_path.is_file():
+            run.discard()  # failed before its first epoch ended: leave no half-made run behind
+        raise
+    finally:
+        if run is not None:
+            run.unlock()

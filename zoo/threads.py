@@ -1,0 +1,150 @@
+"""How many CPU threads training uses, so that a run does not collapse when the machine is shared.
+
+torch's OpenMP worker threads spin-wait between parallel regions by default. When another process
+holds a core, the spinning threads burn each other's time slices: a run beside one busy process was
+measured 6-20x slower than alone. zoo therefore
+
+- makes idle OpenMP threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`), which must be set
+  before torch is imported, so the CLI and `zoo.train` set it first (never over a value the user set);
+- uses as many threads as there are cores that other processes leave idle, sampled from /proc/stat
+  at the start and every few seconds while training (`Threads.adjust`), between 1 and torch's own
+  default (the physical cores).
+
+`--threads N` or `ZOO_THREADS=N` fix the count; so does `OMP_NUM_THREADS`, which zoo leaves alone.
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from zoo.specs import ZooError
+
+THREADS_ENV = "ZOO_THREADS"
+WAIT_ENV = "OMP_WAIT_POLICY"
+RESAMPLE_SECONDS = 3.0  # how often a training run looks again at what the other processes use
+
+
+def parse_threads(value: str | int | None, where: str) -> int | None:
+    """A thread count from an option or the environment: a positive integer, `auto` or empty (None)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ZooError(f"{where} must be a positive integer or auto, got {value!r}") from None
+    if count < 1:
+        raise ZooError(f"{where} must be a positive integer or auto, got {value!r}")
+    return count
+
+
+def prepare(threads: str | int | None = None) -> "Policy":
+    """Decide the thread policy and set the OpenMP environment; call before torch is imported.
+
+    `threads` (the `--threads` option) wins over ZOO_THREADS, which wins over OMP_NUM_THREADS; with
+    none of them the count adapts to the machine's load.
+    """
+    fixed = parse_threads(threads, "--threads")
+    source = "--threads"
+    if fixed is None:
+        fixed, source = parse_threads(os.environ.get(THREADS_ENV), THREADS_ENV), THREADS_ENV
+    if fixed is None and os.environ.get("OMP_NUM_THREADS"):
+        fixed, source = parse_threads(os.environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
+    if WAIT_ENV not in os.environ and "GOMP_SPINCOUNT" not in os.environ and "torch" not in sys.modules:
+        os.environ[WAIT_ENV] = "PASSIVE"  # read once, when torch's OpenMP runtime starts
+    return Policy(fixed, source if fixed is not None else "adaptive")
+
+
+@dataclass
+class Policy:
+    fixed: int | None  # a count the user chose, or None to adapt
+    source: str  # where the count comes from: --threads, ZOO_THREADS, OMP_NUM_THREADS or adaptive
+
+    def start(self) -> "Threads":
+        """Apply the policy to torch (importing it) and return the running controller."""
+        import torch
+
+        ceiling = torch.get_num_threads() if self.fixed is None else self.fixed
+        threads = Threads(self, max(ceiling, 1))
+        threads.apply(self.fixed if self.fixed is not None else threads.idle_cores(first=True))
+        return threads
+
+
+class Threads:
+    """Keeps torch's intra-op thread count at the number of cores other processes leave idle."""
+
+    def __init__(self, policy: Policy, ceiling: int):
+        self.policy, self.ceiling = policy, ceiling
+        self.count = 0
+        self._last = None  # (monotonic time, busy jiffies of the machine, this process's CPU seconds)
+        self._next = 0.0
+
+    def describe(self) -> str:
+        if self.policy.fixed is not None:
+            return f"{self.count} thread{'s' * (self.count != 1)} ({self.policy.source})"
+        return f"{self.count} of {self.ceiling} threads (adapting to the load; --threads fixes it)"
+
+    def apply(self, count: int) -> None:
+        import torch
+
+        count = max(1, min(count, self.ceiling))
+        if count != self.count:
+            torch.set_num_threads(count)
+            self.count = count
+
+    def adjust(self) -> None:
+        """Between two training steps: every few seconds, follow what the other processes leave idle."""
+        if self.policy.fixed is not None or time.monotonic() < self._next:
+            return
+        self.apply(self.idle_cores())
+
+    def idle_cores(self, first: bool = False) -> int:
+        """Cores not used by other processes since the last look (a short look the first time)."""
+        if first:
+            self._sample()
+            time.sleep(0.1)
+        previous, now = self._last, self._sample()
+        self._next = time.monotonic() + RESAMPLE_SECONDS
+        if previous is None or now is None:
+            return self.ceiling  # no /proc/stat (macOS, Windows): torch's default count
+        seconds = now[0] - previous[0]
+        if seconds <= 0:
+            return self.count or self.ceiling
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy_cores = (now[1] - previous[1]) / ticks / seconds
+        own_cores = (now[2] - previous[2]) / seconds
+        others = max(0.0, busy_cores - own_cores)
+        idle = (os.cpu_count() or 1) - others  # /proc/stat counts every CPU, not only those we may use
+        return max(1, min(self.ceiling, usable_cpus(), int(idle + 0.3)))
+
+    def _sample(self):
+        busy = machine_busy_jiffies()
+        if busy is None:
+            self._last = None
+            return None
+        times = os.times()
+        self._last = (time.monotonic(), busy, times.user + times.system)
+        return self._last
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine_busy_jiffies() -> int | None:
+    """Clock ticks all CPUs spent on anything but idling, since boot (Linux), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(values) - values[3] - values[4]
