@@ -186,3 +186,14 @@ def test_a_task_named_like_a_built_in_is_refused_not_confused_with_it():
     impostor = dataclasses.replace(zoo.get_task("charlm"), data=zoo.get_task("hihello").data)
     with pytest.raises(CheckFailed, match=r"^check_names: the task name 'charlm' could not be registered: .*built-in"):
         check_task(impostor)
+
+
+def test_a_task_named_with_capitals_is_one_line_from_the_kit():
+    import dataclasses
+
+    badly_named = dataclasses.replace(zoo.get_task("hihello"), name="Hi Hello")
+    with pytest.raises(CheckFailed) as failure:
+        check_task(badly_named)
+    message = str(failure.value)
+    assert message.startswith("check_names: the task name 'Hi Hello' could not be registered")
+    assert "is not valid: use lowercase letters" in message and "\n" not in message
