@@ -14,5 +14,6 @@ def make_cell(config: zoo.RecurrentConfig, input_size: int):
 
 @zoo.hookimpl
 def register_models(register):
-    for model in zoo.cell_models("gru", "GRU, update and reset gates", make_cell):
+    for model in zoo.cell_models("gru", "GRU, update and reset gates", make_cell,
+                                 native_layers=True):  # torch's cell: cuDNN/oneDNN runs all layers
         register(model)

@@ -183,3 +183,14 @@ def server(tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+TINY = {  # task name -> (a temporary folder -> settings for small, offline data); every task needs one
+    "hihello": lambda tmp: {},
+    "charlm": lambda tmp: {"window": 5, "stride": 7},
+    "adding": lambda tmp: {"length": 6, "samples": 24},
+    "mnist": lambda tmp: {"root": tiny_mnist(tmp, "MNIST"), "val_size": 10, "download": False},
+    "fashion-mnist": lambda tmp: {"root": tiny_mnist(tmp, "FashionMNIST"), "val_size": 10, "download": False},
+    "stock": lambda tmp: {"data": write_course_prices(tmp / "prices.csv", days=30)},
+    "translate": lambda tmp: {},
+}

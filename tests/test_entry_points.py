@@ -23,6 +23,9 @@ def test_example_plugin_trains_evaluates_and_loads(fake_distribution, adding_sou
     assert result.exit_code == 0 and "mse" in result.output, result.output
     result = zoo_cli(runner, "predict", out, "0.5* 0.1 0.25* 0.3")
     assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    result = zoo_cli(runner, "predict", out, "-0.5* 0.1 -0.25* 0.3")  # a negative number is not an option
+    assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    assert "No such option" in zoo_cli(runner, "predict", out, "--nonsense", "1").output
     assert zoo.load(out).zoo.task_config.samples == 200
     # the same file, with the plugin switched off: one clear line
     monkeypatch.setenv(LOAD_ENV, "")
@@ -46,5 +49,6 @@ def test_zoo_list_in_a_new_process_finds_the_plugin(fake_distribution, adding_so
 
 def test_readme_shows_the_example_plugin_verbatim():
     readme = (ROOT / "README.md").read_text()
-    for name in ("zoo_adding.py", "pyproject.toml"):
-        assert (EXAMPLE / name).read_text().strip() in readme, f"README's copy of {name} is out of date"
+    for example, name in ((EXAMPLE, "zoo_adding.py"), (EXAMPLE, "pyproject.toml"),
+                          (EXAMPLE.parent / "zoo-mgu", "zoo_mgu.py"), (EXAMPLE.parent / "zoo-mgu", "pyproject.toml")):
+        assert (example / name).read_text().strip() in readme, f"README's copy of {example.name}/{name} is out of date"

@@ -11,17 +11,7 @@ import torch
 
 import zoo
 from zoo.training import loss_function
-from conftest import registry_with_example, tiny_mnist, write_course_prices
-
-TINY = {  # task name -> (a temporary folder -> settings for small, offline data)
-    "hihello": lambda tmp: {},
-    "charlm": lambda tmp: {"window": 5, "stride": 7},
-    "adding": lambda tmp: {"length": 6, "samples": 24},
-    "mnist": lambda tmp: {"root": tiny_mnist(tmp, "MNIST"), "val_size": 10, "download": False},
-    "fashion-mnist": lambda tmp: {"root": tiny_mnist(tmp, "FashionMNIST"), "val_size": 10, "download": False},
-    "stock": lambda tmp: {"data": write_course_prices(tmp / "prices.csv", days=30)},
-    "translate": lambda tmp: {},
-}
+from conftest import TINY, registry_with_example
 
 
 def run(net, inputs):

@@ -5,6 +5,7 @@ import types
 import pytest
 
 import zoo
+from conftest import zoo_cli
 from zoo.registry import LOAD_ENV, Plugin, Registry, registry
 
 
@@ -59,14 +60,26 @@ def test_a_plugin_registered_in_a_fixture_is_listed():
     assert reg.plugins["toy"].hooks == ["register_models"]
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both():
+def test_a_name_clash_with_a_built_in_keeps_the_built_in_and_names_both(runner):
     reg = registry()
-    plugin = module_with(register_models=lambda register: register(toy_model("lstm")))
+    plugin = module_with(register_models=lambda register: [register(toy_model("lstm")), register(toy_model("mine"))])
     reg.add(plugin, Plugin("copycat", "cc", "2.0", False))
-    with pytest.raises(zoo.ZooError) as error:
-        reg.models
-    message = str(error.value)
-    assert "'lstm'" in message and "zoo_plugins.lstm" in message and "copycat" in message and "cc 2.0" in message
+    assert reg.models["lstm"].plugin.startswith("rnn-zoo ") and reg.models["mine"].plugin == "cc 2.0"
+    [warning] = reg.warnings
+    assert "'copycat' (cc 2.0)" in warning and "'lstm' skipped" in warning and "zoo_plugins.lstm" in warning
+    result = zoo_cli(runner, "list", "lstm")
+    assert result.exit_code == 0 and "rnn-zoo" in result.output, result.output
+
+
+def test_a_name_clash_between_third_parties_says_which_loads_and_how_to_choose():
+    reg = registry()
+    for name in ("alpha", "beta"):
+        reg.add(module_with(register_models=lambda register: register(toy_model("mgu"))),
+                Plugin(name, f"{name}-dist", "1.0", False))
+    assert reg.models["mgu"].plugin == "alpha-dist 1.0"
+    [warning] = reg.warnings
+    assert "'beta'" in warning and "'alpha'" in warning and "loads first" in warning and LOAD_ENV in warning
+    assert reg.plugins["beta"].problems == [warning.split("): ", 1)[1]]
 
 
 def test_a_hook_that_raises_is_a_warning_and_the_rest_still_works(capsys):
@@ -124,6 +137,6 @@ def test_a_plugin_that_fails_to_import_is_a_warning(fake_distribution, monkeypat
                       dist="broken_plugin")
     monkeypatch.setenv(LOAD_ENV, "broken")
     reg = Registry()
-    assert "broken" not in reg.plugins
+    assert not reg.plugins["broken"].loaded
     assert any("'broken'" in w and "broken-plugin 0.1.0" in w and "missing package" in w for w in reg.warnings)
     assert "lstm" in reg.models

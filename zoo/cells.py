@@ -1,9 +1,12 @@
 """Recurrent cells as models: one config for all of them, and the presets every cell gets.
 
-A cell plugin supplies `make_cell(config, input_size)`, returning a module with torch.nn.RNN's
-batch-first interface (`output, state = cell(x)` with x of shape (batch, time, input_size)).
-`cell_models` turns it into the plain model and its stacked and bidirectional presets; the network
-around the cell (inputs, output layer) is `zoo.nets.RecurrentNet`. Nothing here imports torch.
+A cell plugin supplies `make_cell(config, input_size)` returning one layer read in one direction:
+`out, h_n = cell(x, h0)` with x (batch, time, input), h0 None or (1, batch, hidden), out (batch,
+time, hidden), h_n (1, batch, hidden) or a tuple of such (the cell contract, zoo/layers.py). zoo
+stacks layers, adds the backward direction and the dropout between layers around it, so that the
+`-stacked` and `-bi` presets `cell_models` registers are true for every cell. A cell that does those
+itself, with torch.nn.RNN's layout (torch's own, for cuDNN/oneDNN speed), says `native_layers=True`.
+The network around the cell (inputs, output layer) is `zoo.nets.RecurrentNet`. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from zoo.specs import MANY_TO_MANY, MANY_TO_ONE, Model, Problem, param, require
+from zoo.specs import MANY_TO_MANY, MANY_TO_ONE, Model, Problem, ZooError, param, require
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,37 @@ def torch_rnn_kwargs(config: RecurrentConfig) -> dict[str, Any]:
     }
 
 
-def build_recurrent_net(make_cell: Callable, config: RecurrentConfig, problem: Problem):
+def build_cell(model: Model, config: Any, input_size: int):
+    """The recurrent part of a network from a registered cell model, with its layers and directions.
+
+    What composite models (seq2seq's encoder and decoder, say) call: it honours the contract for
+    plain and native cells alike (zoo.layers.recurrent).
+    """
+    from zoo.layers import recurrent
+
+    if model.cell is None:
+        raise ZooError(f"model {model.name!r} is not a recurrent cell")
+    return recurrent(model.cell, config, input_size, model.native_layers)
+
+
+def build_recurrent_net(make_cell: Callable, native_layers: bool, config: RecurrentConfig, problem: Problem):
+    from zoo.layers import recurrent
     from zoo.nets import RecurrentNet
 
-    return RecurrentNet(make_cell, config, problem)
+    return RecurrentNet(lambda cfg, size: recurrent(make_cell, cfg, size, native_layers), config, problem)
 
 
-def cell_models(name: str, description: str, make_cell: Callable[[Any, int], Any]) -> list[Model]:
-    """The model `name` and its presets `name-stacked` (two layers) and `name-bi` (bidirectional)."""
-    common = dict(build=partial(build_recurrent_net, make_cell), config=RecurrentConfig,
-                  shapes=recurrent_shapes, cell=make_cell)
+def cell_models(name: str, description: str, make_cell: Callable[[Any, int], Any], *,
+                native_layers: bool = False, config: type = RecurrentConfig) -> list[Model]:
+    """The models to register for a cell: `name` and its presets `name-stacked` (two layers) and
+    `name-bi` (bidirectional). Register each: `for m in zoo.cell_models(...): register(m)`.
+
+    `make_cell(config, input_size)` returns a plain cell (one layer, one direction; see the module
+    docstring) unless `native_layers`, where it builds num_layers, bidirectional and dropout itself
+    in torch.nn.RNN's batch-first layout. `config` may be a dataclass with RecurrentConfig's fields and more.
+    """
+    common = dict(build=partial(build_recurrent_net, make_cell, native_layers), config=config,
+                  shapes=recurrent_shapes, cell=make_cell, native_layers=native_layers)
     return [
         Model(name, description, **common),
         Model(f"{name}-stacked", f"{description}; two stacked layers", defaults={"num_layers": 2}, **common),

@@ -11,6 +11,7 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import warnings
@@ -67,12 +68,17 @@ class ZooGroup(click.Group):
             sys.exit(stopped.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
-    plugins_loaded = False
+    loaded_for = None  # the registry whose plugins added their commands (tests swap registries)
+    plugin_commands: set = set()
 
     def _load_plugin_commands(self) -> None:
-        if not self.plugins_loaded:
-            self.plugins_loaded = True
-            registry().run_hook("register_commands", lambda plugin: {"cli": self})
+        reg = registry()
+        if self.loaded_for is not reg:
+            for name in self.plugin_commands:
+                self.commands.pop(name, None)
+            self.loaded_for, before = reg, set(self.commands)
+            reg.run_hook("register_commands", lambda plugin: {"cli": self})
+            self.plugin_commands = set(self.commands) - before
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
@@ -179,14 +185,19 @@ def list_command(pattern: str | None, as_json: bool):
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins_command(as_json: bool):
-    """List loaded plugins and their hooks."""
-    plugins = list(registry().plugins.values())
+    """List plugins, their hooks, and what failed (ZOO_DEBUG=1: with tracebacks)."""
+    reg = registry()
+    reg.models, reg.tasks  # run the hooks, so that a plugin failing in one is marked
+    click.get_current_context().find_root().command._load_plugin_commands()
+    plugins = list(reg.plugins.values())
     if as_json:
         click.echo(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
-                                "builtin": p.builtin, "hooks": p.hooks} for p in plugins], indent=2))
+                                "builtin": p.builtin, "hooks": p.hooks, "loaded": p.loaded, "problems": p.problems}
+                               for p in plugins], indent=2))
         return
-    _table([[p.name, p.distribution, p.version, "built-in" if p.builtin else "entry point", ", ".join(p.hooks)]
-            for p in plugins], ["PLUGIN", "DISTRIBUTION", "VERSION", "FROM", "HOOKS"])
+    _table([[p.name, p.distribution, p.version, "built-in" if p.builtin else "entry point", ", ".join(p.hooks),
+             p.status if p.loaded else f"FAILED: {p.status}"] for p in plugins],
+           ["PLUGIN", "DISTRIBUTION", "VERSION", "FROM", "HOOKS", "STATUS"])
 
 
 def option_pairs(tokens: list[str], configs: list[type], options: tuple[str, ...] = ()) -> list[str]:
@@ -370,6 +381,9 @@ def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: t
     return route_overrides(pairs, {"task": ("the task", task_config)})["task"]
 
 
+NEGATIVE = re.compile(r"^-\.?\d")  # a negative number, or text that starts with one
+
+
 class TaskCommand(click.Command):
     """A command about a weights file that also takes the options of the file's task (`zoo predict`)."""
 
@@ -378,6 +392,8 @@ class TaskCommand(click.Command):
         ctx.meta["zoo.task"] = task = _task_of(path) if path else None
         if task is None:  # an unreadable file: take any arguments, so that loading it says what is wrong
             ctx.allow_extra_args = ctx.ignore_unknown_options = True
+        elif any(NEGATIVE.match(a) for a in args):  # `-0.5` or `-3 2*` is an argument, not an option
+            ctx.ignore_unknown_options = True
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as e:
@@ -425,7 +441,7 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
     net = load(weights, pick_device(device), overrides)
-    data = _plugin_call(task, "its data", task.data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
+    data = _plugin_call(task, "its data", task.load_data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
         raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
                        f"weights were made for a {card.problem}")
@@ -512,6 +528,21 @@ def info_command(weights, as_json):
     click.echo(printable(f"{'plugins':<13} {'; '.join(made_by)}", newlines=False))
     for missing in missing_plugins(fields):
         click.echo(f"{'':<13} not installed: {missing}")
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--cell", is_flag=True, help="a recurrent cell (with --task: both; neither: both)")
+@click.option("--task", is_flag=True, help="a task")
+@click.option("--dir", "where", default=".", type=click.Path(file_okay=False), show_default=True,
+              help="the folder to write zoo-NAME/ in")
+def new_plugin_command(name, cell, task, where):
+    """Write a ready plugin package zoo-NAME: entry point, module, conformance tests."""
+    from zoo.scaffold import new_plugin
+
+    root = new_plugin(name, cell, task, where)
+    click.echo(f"wrote {root}/: pyproject.toml, {root.name.replace('-', '_')}.py, tests/"
+               f"\nnext: pip install -e {root} && zoo list {name} && (cd {root} && pytest)")
 
 
 def _terminate(signum, frame):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.layers import check_step
 from zoo.specs import MANY_TO_ONE, Problem
 
 
@@ -16,16 +17,16 @@ class RecurrentNet(nn.Module):
     direction feeds the linear layer, (batch, outputs).
     """
 
-    def __init__(self, make_cell, config, problem: Problem):
+    def __init__(self, make_recurrent, config, problem: Problem):
         super().__init__()
         self.vocab_size = problem.vocab_size
         self.many_to_one = problem.shape == MANY_TO_ONE
         self.hidden_size = config.hidden_size
-        self.directions = 2 if config.bidirectional else 1
+        self.directions, self.num_layers = (2 if config.bidirectional else 1), config.num_layers
         use_embedding = problem.vocab_size > 0 and config.embed_dim > 0
         self.embed = nn.Embedding(problem.vocab_size, config.embed_dim) if use_embedding else None
         input_size = problem.input_size or config.embed_dim or problem.vocab_size
-        self.rnn = make_cell(config, input_size)
+        self.rnn = make_recurrent(config, input_size)  # the cell with its layers and directions
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
 
@@ -33,7 +34,8 @@ class RecurrentNet(nn.Module):
         if self.vocab_size:
             # one-hot per batch: the course's input, without holding one-hot copies of a whole corpus
             x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
-        out, _ = self.rnn(x)
+        out, state = self.rnn(x, None)
+        check_step(out, state, x, self.hidden_size, self.num_layers, self.directions)  # a broken cell: one line
         if self.many_to_one:
             last = out[:, -1, : self.hidden_size]  # forward direction after reading everything
             if self.directions == 2:  # backward direction after reading everything, i.e. at step 0

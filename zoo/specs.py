@@ -115,9 +115,10 @@ class Model:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # a preset's overrides of config defaults
     # the problem shapes it can solve, or a function of its config that says (bidirectional reads the future)
     shapes: Any = (MANY_TO_ONE, MANY_TO_MANY)
-    # for recurrent cells: (config, input_size) -> a module with torch.nn.RNN's batch-first interface,
-    # so composite models (an encoder-decoder, say) can be built from any registered cell
+    # for recurrent cells: (config, input_size) -> one layer in one direction, `out, h_n = cell(x, h0)`
+    # (the cell contract, zoo/layers.py), so composite models can be built from any registered cell
     cell: Callable[[Any, int], Any] | None = None
+    native_layers: bool = False  # the cell builds num_layers, bidirectional and dropout itself (torch's)
     plugin: str = ""  # who registered it, "distribution version"; filled in by the registry
 
     def supported_shapes(self, config: Any = None) -> tuple[str, ...]:
@@ -148,7 +149,22 @@ class Task:
     plugin: str = ""
 
     def __post_init__(self):
-        require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}")
+        require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}; expected one of "
+                                      f"{', '.join(SHAPES)}")
+
+    def load_data(self, config: Any, meta: dict | None = None) -> "TaskData":
+        """`data(config, meta)`, checked: a plugin that breaks the contract is one line, not a traceback."""
+        data = self.data(config, meta)
+        broken = (f"returned {type(data).__name__}, not zoo.TaskData" if not isinstance(data, TaskData) else
+                  f"returned a problem of type {type(data.problem).__name__}, not zoo.Problem"
+                  if not isinstance(data.problem, Problem) else
+                  f"returned a {data.problem.shape} problem, but the task is {self.shape}"
+                  if data.problem.shape != self.shape else
+                  "returned no train split (TaskData.train is None)" if data.train is None else "")
+        if broken:
+            raise ZooError(f"task {self.name!r} ({self.plugin or 'unregistered'}) is broken: its data() {broken}; "
+                           f"zoo.testing.check_task shows what else")
+        return data
 
 
 @dataclass

@@ -526,7 +526,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
                                f"{model} on {task} only if it is {model} on {task} too")
         threads = policy.start()
-        data = p.task.data(p.task_config, init_card.meta if init_card else None).to(dev)
+        data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
         torch.manual_seed(p.train_config.seed)
         net = p.model.build(p.model_config, data.problem).to(dev)
         if init_from is not None:

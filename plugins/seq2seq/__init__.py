@@ -1,9 +1,9 @@
 """Seq2seq: a GRU (or any registered cell) encoder-decoder, the course's translator, batched.
 
-`--cell` picks the recurrent cell from the registry, so a third-party cell works here the day it is
-installed (it must accept an initial state as its second argument, as torch's cells do). Attention
-is off by default, which reproduces the course; `--attention luong` lets every target step look at
-every source position. The network is zoo.encoder_decoder.Seq2SeqNet.
+`--cell` picks the recurrent cell from the registry, so a third-party cell that keeps the cell
+contract works here the day it is installed. Attention is off by default, which reproduces the
+course; `--attention luong` lets every target step look at every source position. The network is
+`network.Seq2SeqNet`, next to this module, built with zoo's public API only.
 """
 
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ class Seq2SeqConfig:
 
 
 def build(config: Seq2SeqConfig, problem: zoo.Problem):
-    from zoo.encoder_decoder import Seq2SeqNet
+    from zoo_plugins.seq2seq.network import Seq2SeqNet
 
     cell = zoo.get_model(config.cell)
     if cell.cell is None:
@@ -43,7 +43,7 @@ def build(config: Seq2SeqConfig, problem: zoo.Problem):
     settings = {"hidden_size": config.hidden_size, "num_layers": config.num_layers, "dropout": config.dropout,
                 "bidirectional": False}  # each direction is a cell of its own
     cell_config = make_config(cell.config, applicable(cell.config, settings), owner=f"cell {config.cell}")
-    return Seq2SeqNet(cell.cell, cell_config, config, problem)
+    return Seq2SeqNet(cell, cell_config, config, problem)
 
 
 @zoo.hookimpl

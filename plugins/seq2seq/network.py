@@ -1,4 +1,8 @@
-"""An encoder-decoder built from any registered recurrent cell, with optional Luong attention.
+"""The seq2seq network: an encoder-decoder built from any registered recurrent cell, optional Luong attention.
+
+It uses only what any plugin can: `zoo.build_cell` gives a cell with its layers whatever the cell's
+plugin implements, and the cell contract (`out, h_n = cell(x, h0)`, states (layers, batch, hidden))
+is all it relies on.
 
 The encoder reads the source (both ways if bidirectional: a second cell reads each sentence
 reversed within its length); the decoder starts from the encoder's final state, summed over the
@@ -15,14 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from zoo.specs import BOS, EOS, PAD, Problem
-
-
-def map_state(function, *states):
-    """Apply `function` to a recurrent state, a tensor or (as for LSTMs) a tuple of them."""
-    if isinstance(states[0], tuple):
-        return tuple(function(*parts) for parts in zip(*states))
-    return function(*states)
+import zoo
+from zoo import BOS, EOS, PAD
+from zoo.layers import map_state
 
 
 def run_cell(cell: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
@@ -33,7 +32,7 @@ def run_cell(cell: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], state
     outputs, state = [], None
     for t in range(x.shape[1]):
-        out, new = cell(x[:, t: t + 1]) if state is None else cell(x[:, t: t + 1], state)
+        out, new = cell(x[:, t: t + 1], state)
         alive = t < lengths
         state = new if state is None else map_state(lambda n, o: torch.where(alive[None, :, None], n, o), new, state)
         outputs.append(out * alive[:, None, None])
@@ -64,16 +63,16 @@ class Seq2SeqNet(nn.Module):
     input feeding: each step's attentional vector is fed to the next step, so the decoder knows
     where it has already looked."""
 
-    def __init__(self, make_cell, cell_config, config, problem: Problem):
+    def __init__(self, cell: zoo.Model, cell_config, config, problem: zoo.Problem):
         super().__init__()
         hidden, embed = config.hidden_size, config.embed_dim or config.hidden_size
         directions = 2 if config.bidirectional else 1
         self.hidden_size = hidden
         self.src_embed = nn.Embedding(problem.vocab_size, embed, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(problem.output_size, embed, padding_idx=PAD)
-        self.encoders = nn.ModuleList(make_cell(cell_config, embed) for _ in range(directions))
+        self.encoders = nn.ModuleList(zoo.build_cell(cell, cell_config, embed) for _ in range(directions))
         self.attention = config.attention != "none"
-        self.decoder = make_cell(cell_config, embed + (hidden if self.attention else 0))
+        self.decoder = zoo.build_cell(cell, cell_config, embed + (hidden if self.attention else 0))
         if self.attention:  # score(h_t, s) = h_t . W s
             self.score = nn.Linear(directions * hidden, hidden, bias=False)
             self.combine = nn.Linear(directions * hidden + hidden, hidden, bias=False)

@@ -1,0 +1,99 @@
+"""Stacking, both directions and inter-layer dropout, built around a one-layer, one-direction cell.
+
+The cell contract (see README, "The cell contract"): a plain cell is one layer reading left to right,
+
+    out, h_n = cell(x, h0)      x: (batch, time, input), h0: None or (1, batch, hidden)
+                                out: (batch, time, hidden), h_n: (1, batch, hidden)
+
+(an LSTM-like cell may carry a tuple of such states). `Layers` makes `num_layers` x directions of
+them behave like torch.nn.RNN with `batch_first=True`: outputs `[forward | backward]` along the last
+dimension, states `(layers * directions, batch, hidden)` in torch's order (layer 0 forward, layer 0
+backward, layer 1 forward, ...), dropout between layers. So every preset means what it says for
+every cell, and a cell author writes the recurrence only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def check_step(out: Any, state: Any, x: torch.Tensor, hidden: int, layers: int = 1, directions: int = 1) -> None:
+    """Shape checks (a few integer comparisons) that turn a cell breaking the contract into one line."""
+    from zoo.specs import ZooError
+
+    expected = (x.shape[0], x.shape[1], hidden * directions)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ZooError(f"the recurrent cell returned out {got} for x {tuple(x.shape)}; the cell contract wants "
+                       f"(batch, time, hidden) = {expected} (zoo.testing.check_cell checks a cell)")
+    for part in (state if isinstance(state, (tuple, list)) else (state,)) if state is not None else ():
+        layers_directions = layers * directions
+        if not isinstance(part, torch.Tensor) or tuple(part.shape) != (layers_directions, x.shape[0], hidden):
+            got = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+            raise ZooError(f"the recurrent cell returned a state {got}; the cell contract wants (layers*directions, "
+                           f"batch, hidden) = {(layers_directions, x.shape[0], hidden)}, batch second "
+                           f"(zoo.testing.check_cell checks a cell)")
+
+
+def map_state(function: Callable, *states):
+    """Apply `function` to a recurrent state, a tensor or (as for LSTMs) a tuple of them."""
+    if isinstance(states[0], (tuple, list)):
+        return tuple(function(*parts) for parts in zip(*states))
+    return function(*states)
+
+
+def one_layer(config: Any) -> Any:
+    """The config a plain cell sees: one layer, one direction, no dropout (zoo does those)."""
+    changes = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
+    names = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if k in names})
+
+
+class Layers(nn.Module):
+    """`num_layers` x (1 or 2 directions) plain cells with torch.nn.RNN's batch-first interface."""
+
+    def __init__(self, make_cell: Callable[[Any, int], nn.Module], config: Any, input_size: int):
+        super().__init__()
+        self.num_layers = config.num_layers
+        self.directions = 2 if config.bidirectional else 1
+        self.dropout, self.hidden_size = config.dropout, config.hidden_size
+        single = one_layer(config)
+        self.cells = nn.ModuleList(
+            make_cell(single, input_size if layer == 0 else config.hidden_size * self.directions)
+            for layer in range(self.num_layers) for _ in range(self.directions))
+
+    def forward(self, x: torch.Tensor, h0=None):
+        states = []
+        for layer in range(self.num_layers):
+            if layer:  # between layers only, as torch.nn.RNN's dropout
+                x = F.dropout(x, self.dropout, self.training)
+            outputs = []
+            for direction in range(self.directions):
+                i = layer * self.directions + direction
+                start = None if h0 is None else map_state(lambda s: s[i: i + 1], h0)
+                # the backward direction reads the sequence reversed and its outputs are put back in order
+                out, state = self.cells[i](x.flip(1) if direction else x, start)
+                check_step(out, state, x, self.hidden_size)
+                outputs.append(out.flip(1) if direction else out)
+                states.append(state)
+            x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)
+        return x, map_state(lambda *parts: torch.cat(parts, 0), *states)
+
+
+def recurrent(make_cell: Callable[[Any, int], nn.Module], config: Any, input_size: int,
+              native_layers: bool = False) -> nn.Module:
+    """The recurrent part of a network, honouring num_layers, bidirectional and dropout.
+
+    A cell with `native_layers` (torch's, for cuDNN/oneDNN speed) builds them itself; any other is
+    stacked by `Layers`. One layer in one direction is the cell itself, so its weights keep their names.
+    """
+    if native_layers:
+        return make_cell(config, input_size)
+    if config.num_layers == 1 and not getattr(config, "bidirectional", False):
+        return make_cell(one_layer(config), input_size)
+    return Layers(make_cell, config, input_size)
