@@ -376,6 +376,47 @@ def plot_command(run_dir, out):
     click.echo(f"plotted {run_dir} to {out}")
 
 
+@cli.command("bench")
+@click.argument("names", nargs=-1, metavar="MODELS TASKS")
+@click.option("--seeds", default="0,1,2", show_default=True, help="seeds to train each pair with, comma-separated")
+@click.option("--workers", type=int, help="training processes at a time [default: the CPU cores]")
+@click.option("--out", default="results", show_default=True, type=click.Path(), help="the results folder")
+@click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="a setting for every pair that has it, e.g. -o hidden_size=32 (repeatable)")
+@click.option("-e", "--epochs", metavar="N|TASK=N,...", help="the budget: N epochs for every task, or per task")
+@click.option("--shard", metavar="I/N", help="run only the I-th of N slices of the grid (I from 0), e.g. a SLURM "
+                                               "array's $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
+@click.option("--merge", is_flag=True, help="join the results folders given instead of MODELS TASKS into --out")
+@click.option("--plot", is_flag=True, help="also draw each task's metric against train time (summary.png)")
+def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, plot):
+    """Train and evaluate every model that fits each task, over seeds, into a results table.
+
+    \b
+      zoo bench '*' 'hihello,charlm' --seeds 0,1,2     every cell that fits, 3 seeds
+      zoo bench 'lstm*,mycell' stock --epochs 50        a new cell beside the built-ins
+      zoo bench '*' '*' --shard 0/4 --out shards/0      one of 4 machines' share
+      zoo bench --merge shards/* --out results          join the shards
+
+    MODELS and TASKS are names, comma lists or wildcards. Each (model, task, seed) trains in its own
+    process into OUT/runs/ and becomes a row of OUT/results.jsonl; the summary (mean ± std over seeds,
+    the best per task in bold) is printed and written to OUT/summary.md. Rerunning skips finished rows
+    and resumes stopped runs.
+    """
+    from zoo import bench
+
+    try:
+        if merge:
+            bench.merge(list(names), out, plot=plot, echo=click.echo)
+            return
+        if len(names) != 2:
+            raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
+                           f"{'s' * (len(names) != 1)}")
+        bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
+                    shard=shard, plot=plot, echo=click.echo)
+    except bench.Stopped as e:
+        raise Stopped(str(e), exit_code=128 + e.signal) from None
+
+
 def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: type) -> dict[str, str]:
     pairs = option_pairs(tokens, [task_config]) + list(settings)
     return route_overrides(pairs, {"task": ("the task", task_config)})["task"]
