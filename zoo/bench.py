@@ -415,12 +415,13 @@ def default_workers() -> int:
 
 def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None = None, out: str = "results",
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
-          echo: Callable[[str], None] = print) -> list[dict]:
+          threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
     """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows."""
-    from zoo.threads import usable_cpus
+    from zoo.threads import parse_threads, usable_cpus
 
     if workers is not None and workers < 1:
         raise ZooError(f"--workers must be at least 1, got {workers}")
+    fixed = parse_threads(threads, "--threads")
     part = parse_shard(shard)
     seed_list = parse_seeds(seeds)
     reg = registry()
@@ -437,15 +438,19 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
         done = {(r["model"], r["task"], r["seed"]) for r in results.rows()}
         todo = [c for c in mine if (c.model, c.task, c.seed) not in done]
         workers = min(workers or default_workers(), max(len(todo), 1))
-        threads = max(1, usable_cpus() // workers)
+        threads = fixed or max(1, usable_cpus() // workers)  # workers x threads <= cores: no thread collapse
         (results.dir / "logs").mkdir(exist_ok=True)
         (results.dir / "runs").mkdir(exist_ok=True)
         echo(f"{len(grid.cells)} cells ({len(grid.cells) // len(seed_list)} model/task pairs x {len(seed_list)} "
              f"seed{'s' * (len(seed_list) != 1)}; {grid.skipped} pair{'s' * (grid.skipped != 1)} skipped: shapes do not "
              f"fit)" + (f", shard {part[0]}/{part[1]}: {len(mine)}" if part else "")
-             + f"; {len(mine) - len(todo)} done already, {len(todo)} to run with {workers} worker"
-             f"{'s' * (workers != 1)} x {threads} thread{'s' * (threads != 1)}; results in {results.dir}/")
+             + f"; {len(mine) - len(todo)} done already, {len(todo)} to run"
+             + (f" with {workers} worker{'s' * (workers != 1)} x {threads} thread{'s' * (threads != 1)}" if todo else "")
+             + f"; results in {results.dir}/")
+        started = time.monotonic()
         failed = _run_all(todo, grid, results, workers, threads, echo)
+        if todo:
+            echo(f"{len(todo) - len(failed)} of {len(todo)} cells done in {time.monotonic() - started:.1f} s")
     finally:
         results.unlock()
     rows = results.rows()
@@ -519,10 +524,10 @@ def summarize(rows: list[dict]) -> list[dict]:
                         "samples_per_s": mean("samples_per_s"), "peak_mib": mean("peak_mib")})
     for task in {e["task"] for e in entries}:
         scored = [e for e in entries if e["task"] == task and e["mean"] is not None]
-        if scored:
-            best = (min if scored[0]["minimize"] else max)(e["mean"] for e in scored)
+        if scored:  # compared as shown (4 decimals): models that tie on the page are all bold
+            best = (min if scored[0]["minimize"] else max)(round(e["mean"], 4) for e in scored)
             for e in scored:
-                e["best"] = e["mean"] == best
+                e["best"] = round(e["mean"], 4) == best
     return entries
 
 

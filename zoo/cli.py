@@ -387,8 +387,9 @@ def plot_command(run_dir, out):
 @click.option("--shard", metavar="I/N", help="run only the I-th of N slices of the grid (I from 0), e.g. a SLURM "
                                                "array's $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
 @click.option("--merge", is_flag=True, help="join the results folders given instead of MODELS TASKS into --out")
+@click.option("--threads", metavar="N", help="CPU threads per worker [default: the cores / --workers]")
 @click.option("--plot", is_flag=True, help="also draw each task's metric against train time (summary.png)")
-def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, plot):
+def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, threads, plot):
     """Train and evaluate every model that fits each task, over seeds, into a results table.
 
     \b
@@ -412,7 +413,7 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, pl
             raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
                            f"{'s' * (len(names) != 1)}")
         bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
-                    shard=shard, plot=plot, echo=click.echo)
+                    shard=shard, plot=plot, threads=threads, echo=click.echo)
     except bench.Stopped as e:
         raise Stopped(str(e), exit_code=128 + e.signal) from None
 
