@@ -150,7 +150,7 @@ def fake_results(folder: Path, epochs: int) -> Path:
     (["rnn,lsmt*", "hihello"], "no model matches 'lsmt*'"),
     (["rnn-bi,gru-bi", "hihello"], "no model fits a task in this grid"),
     (["rnn", "hihello", "--shard", "3/2"], "--shard takes I/N with 0 <= I < N"),
-    (["rnn", "hihello", "--shard", "1/2"], "shard 1/2 of a grid of 1 cells is empty"),
+    (["rnn", "hihello", "--seeds", "0", "--shard", "1/2"], "shard 1/2 of a grid of 1 cell is empty"),
     (["rnn", "hihello", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["rnn", "hihello", "--seeds", "0,x"], "--seeds takes integers"),
     (["rnn", "hihello", "--epochs", "charlm=3"], "--epochs names task 'charlm'"),

@@ -430,8 +430,8 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
     grid = make_grid(models, tasks, seed_list, settings, budget)
     mine = shard_of(grid.cells, part)
     if not mine:
-        raise ZooError(f"shard {shard} of a grid of {len(grid.cells)} cells is empty: use at most "
-                       f"{len(grid.cells)} shards")
+        raise ZooError(f"shard {shard} of a grid of {len(grid.cells)} cell{'s' * (len(grid.cells) != 1)} is empty: "
+                       f"use at most {len(grid.cells)} shards")
     results = Results(out)
     results.open({"settings": settings, "epochs": budget})
     try:
