@@ -5,8 +5,9 @@
 
 Each run writes its own results folder (OUT/w1-t2, ...; none may exist yet, so nothing is skipped).
 --workers 1 on its own gives each run both cores' threads; `--threads 1` separates what the second
-process gains from what one thread instead of two gains on these small networks. The machine's load average is sampled every 5 s during each run: on a shared
-machine it says how much of the two cores the runs had.
+process gains from what one thread instead of two gains on these small networks. The machine's load
+average is sampled every 5 s during each run: on a shared machine it says how much of the cores the
+runs had.
 """
 
 import argparse

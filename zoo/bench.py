@@ -149,9 +149,9 @@ def make_grid(models: str, tasks: str, seeds: list[int], settings: list[str], ep
     model_names, task_names = expand(models, reg.models, "model"), expand(tasks, reg.tasks, "task")
     pairs = [(m, t) for t in task_names for m in model_names if t in reg.compatible_tasks(reg.models[m])]
     if not pairs:
-        shapes = lambda names, get: ", ".join(f"{n} ({'/'.join(get(n))})" for n in names)  # noqa: E731
-        raise ZooError(f"no model fits a task in this grid: models {shapes(model_names, lambda n: reg.models[n].supported_shapes())}; "
-                       f"tasks {shapes(task_names, lambda n: [reg.tasks[n].shape])}")
+        does = ", ".join(f"{m} ({'/'.join(reg.models[m].supported_shapes())})" for m in model_names)
+        needs = ", ".join(f"{t} ({reg.tasks[t].shape})" for t in task_names)
+        raise ZooError(f"no model fits a task in this grid: models {does}; tasks {needs}")
     used = {pair: settings_for(reg.models[pair[0]], reg.tasks[pair[1]], settings) for pair in pairs}
     for pair in settings:
         if not any(pair in kept for kept in used.values()):
@@ -318,7 +318,8 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
             "peak_mib": round(peak_kib / 1024, 1), "threads": threads, "resumed": resumed,
             "versions": {**card["versions"], "python": platform.python_version(), "zoo": __version__},
             "cpu": cpu_name(), "command": shlex.join(["zoo", *command]),
-            "run": os.path.relpath(run.dir, results.dir), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "run": os.path.relpath(run.dir, results.dir),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _product(shape: list[int]) -> int:
@@ -441,11 +442,12 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
         threads = fixed or max(1, usable_cpus() // workers)  # workers x threads <= cores: no thread collapse
         (results.dir / "logs").mkdir(exist_ok=True)
         (results.dir / "runs").mkdir(exist_ok=True)
-        echo(f"{len(grid.cells)} cells ({len(grid.cells) // len(seed_list)} model/task pairs x {len(seed_list)} "
-             f"seed{'s' * (len(seed_list) != 1)}; {grid.skipped} pair{'s' * (grid.skipped != 1)} skipped: shapes do not "
-             f"fit)" + (f", shard {part[0]}/{part[1]}: {len(mine)}" if part else "")
+        plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
+        echo(f"{len(grid.cells)} cells ({len(grid.cells) // len(seed_list)} model/task pairs x "
+             f"{plural(len(seed_list), 'seed')}; {plural(grid.skipped, 'pair')} skipped: shapes do not fit)"
+             + (f", shard {part[0]}/{part[1]}: {len(mine)}" if part else "")
              + f"; {len(mine) - len(todo)} done already, {len(todo)} to run"
-             + (f" with {workers} worker{'s' * (workers != 1)} x {threads} thread{'s' * (threads != 1)}" if todo else "")
+             + (f" with {plural(workers, 'worker')} x {plural(threads, 'thread')}" if todo else "")
              + f"; results in {results.dir}/")
         started = time.monotonic()
         failed = _run_all(todo, grid, results, workers, threads, echo)
@@ -516,7 +518,11 @@ def summarize(rows: list[dict]) -> list[dict]:
     entries = []
     for (task, model), group in sorted(groups.items()):
         values = [r["value"] for r in group if isinstance(r["value"], (int, float))]
-        mean = lambda key: statistics.fmean(v) if (v := [r[key] for r in group if r.get(key) is not None]) else None  # noqa: E731
+
+        def mean(key):
+            known = [r[key] for r in group if r.get(key) is not None]
+            return statistics.fmean(known) if known else None
+
         entries.append({"task": task, "model": model, "metric": group[0]["metric"], "minimize": group[0]["minimize"],
                         "seeds": len(group), "mean": statistics.fmean(values) if values else None,
                         "std": statistics.stdev(values) if len(values) > 1 else None,
@@ -538,7 +544,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| task | metric | model | mean ± std | seeds | parameters | train s | samples/s | peak MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in summarize(rows):
-        score = "" if e["mean"] is None else f"{e['mean']:.4f}" + (f" ± {e['std']:.4f}" if e["std"] is not None else "")
+        spread = f" ± {e['std']:.4f}" if e["std"] is not None else ""
+        score = "" if e["mean"] is None else f"{e['mean']:.4f}{spread}"
         score = f"**{score}**" if e.get("best") else score
         arrow = "↓" if e["minimize"] else "↑"
         lines.append(f"| {e['task']} | {e['metric']} {arrow} | {e['model']} | {score} | {e['seeds']} | "
