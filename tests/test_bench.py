@@ -25,9 +25,13 @@ def rows(folder) -> list[dict]:
 
 
 def keyed(folder) -> dict:
-    """What a row says about the model, by cell: the parts a rerun on the same machine reproduces."""
+    return keyed_text((Path(folder) / "results.jsonl").read_text())
+
+
+def keyed_text(text: str) -> dict:
+    """What rows say about the models, by cell: the parts a rerun on the same machine reproduces."""
     return {(r["model"], r["task"], r["seed"]): (r["value"], r["metrics"], r["parameters"], r["epochs"])
-            for r in rows(folder)}
+            for r in map(json.loads, text.splitlines())}
 
 
 def tree(root: Path) -> dict:
@@ -59,6 +63,13 @@ def test_grid_runs_end_to_end_and_a_rerun_skips_it(runner, tmp_path):
     assert "4 done already, 0 to run;" in again.output
     assert Path("results/results.jsonl").read_text() == before  # nothing retrained, nothing rewritten
     assert Path("results/summary.png").stat().st_size > 0
+
+    # a bench killed while writing a row leaves part of a line: that cell's finished run is collected again
+    Path("results/results.jsonl").write_text(before[:-40])
+    third = zoo_cli(runner, "bench", *GRID)
+    assert third.exit_code == 0, third.output
+    assert "3 done already, 1 to run" in third.output and ", collected" in third.output
+    assert keyed("results") == keyed_text(before)
 
 
 def test_shards_merge_to_the_unsharded_result(runner, tmp_path):

@@ -234,9 +234,20 @@ class Results:
             if held is None:
                 text = json.dumps({"format": FORMAT, "recipe": recipe}, indent=2) + "\n"
                 replace_atomically(self.dir / RECIPE, lambda tmp: Path(tmp).write_text(text))
+            self._drop_torn_line()
         except OSError as e:
             self.unlock()
             raise ZooError(f"cannot write results to --out {self.dir}: {e.strerror or e}") from None
+
+    def _drop_torn_line(self) -> None:
+        """A bench killed while appending leaves part of a line: cut it, or the next row would join it."""
+        try:
+            data = self.file.read_bytes()
+        except FileNotFoundError:
+            return
+        if data and not data.endswith(b"\n"):
+            kept = data[: data.rfind(b"\n") + 1]
+            replace_atomically(self.file, lambda tmp: Path(tmp).write_bytes(kept))
 
     def lock(self) -> None:
         if fcntl is None:
