@@ -4,7 +4,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import zoo.threads
 from zoo import registry as registry_module
+
+# before any test imports torch: the tests train in this process too, and torch reads the OpenMP
+# wait policy once, when it starts; spinning threads collapse on a busy machine (zoo.threads)
+zoo.threads.prepare()
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "zoo-adding"
