@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from conftest import one_line_error, zoo_cli
+from conftest import one_line_error, wait_for, zoo_cli
 from zoo import threads
 from zoo.runs import Run
 
@@ -82,16 +82,6 @@ def text_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "text.txt"
     path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
     return path
-
-
-def wait_for(predicate, process, what):
-    """Wait on progress, not on the clock: poll until `predicate()` or the process ends (generous bound)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if predicate():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"the run ended or stalled before {what}")
 
 
 def started_run(cwd):
