@@ -16,6 +16,7 @@ Targets (issue 9): zoo beside busy processes <= 1.5x its quiet time; zoo quiet <
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -43,7 +44,7 @@ def make_data(folder: Path) -> dict[str, list[str]]:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, count))
     return {
         "charlm": ["lstm", "charlm", "-e", "30"],
-        "stock": ["lstm", "stock", "--data", str(prices), "-e", "100"],
+        "stock": ["lstm", "stock", "--data", str(prices), "--target-mode", "change", "-e", "100"],
         "mnist": ["lstm", "mnist", "--root", str(folder / "mnist"), "--no-download", "--val-size", "1000", "-e", "1",
                   "--precision", "fp32"],
     }
@@ -58,15 +59,18 @@ def other_training(folder: Path) -> subprocess.Popen:
                              "--run-dir", str(folder / "other"), "--overwrite"], stdout=subprocess.DEVNULL)
 
 
-def timed(mode: str, args: list[str], folder: Path) -> float:
+def timed(mode: str, args: list[str], folder: Path, cap: float) -> float:
     command = [sys.executable, "-m", "zoo"] if mode == "zoo" else [sys.executable, "-c", TORCH_FIRST]
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ZOO_THREADS")}
     env["ZOO_LOAD_PLUGINS"] = ""
     extra = ["--threads", str(os.cpu_count())] if mode == "torch" else []  # torch's default: one per core
     start = time.perf_counter()
-    subprocess.run(command + ["train", *args, *extra, "-q", "--run-dir", str(folder / f"run-{mode}"), "--overwrite"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(command + ["train", *args, *extra, "-q", "--run-dir", str(folder / f"run-{mode}"),
+                                  "--overwrite"], check=True, env=env, stdout=subprocess.DEVNULL, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return float("inf")  # slower than the cap: shown as "> cap"
     return time.perf_counter() - start
 
 
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workloads", default="charlm,stock,mnist")
     parser.add_argument("--conditions", default="quiet,1 busy,2 busy,zoo beside")
+    parser.add_argument("--cap", type=float, default=300, help="seconds after which a run is stopped and shown as '> cap'")
     options = parser.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"{cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}")
@@ -91,7 +96,7 @@ def main() -> None:
                     time.sleep(1 if load else 0)  # let the load get going
                     for round_ in range(options.rounds):
                         for mode in (("zoo", "torch") if round_ % 2 == 0 else ("torch", "zoo")):
-                            seconds = timed(mode, workloads[name], folder)
+                            seconds = timed(mode, workloads[name], folder, options.cap)
                             results.setdefault((name, condition, mode), []).append(seconds)
                             print(f"  {name:6} {condition:10} {mode:5} {seconds:7.2f} s", flush=True)
                 finally:
@@ -107,7 +112,8 @@ def main() -> None:
                 old = statistics.median(results[(name, condition, "torch")])
                 new = statistics.median(results[(name, condition, "zoo")])
                 versus_quiet = f"{new / quiet:.2f}" if quiet else "-"
-                print(f"| {name} | {condition} | {old:.1f} s | {new:.1f} s | {new / old:.2f} | {versus_quiet} |")
+                shown = [f"> {options.cap:.0f} s" if math.isinf(v) else f"{v:.1f} s" for v in (old, new)]
+                print(f"| {name} | {condition} | {shown[0]} | {shown[1]} | {new / old:.2f} | {versus_quiet} |")
 
 
 if __name__ == "__main__":

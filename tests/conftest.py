@@ -4,7 +4,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import zoo.threads
 from zoo import registry as registry_module
+
+# before any test imports torch: the tests train in this process too, and torch reads the OpenMP
+# wait policy once, when it starts; spinning threads collapse on a busy machine (zoo.threads)
+zoo.threads.prepare()
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "zoo-adding"
@@ -194,3 +199,16 @@ TINY = {  # task name -> (a temporary folder -> settings for small, offline data
     "stock": lambda tmp: {"data": write_course_prices(tmp / "prices.csv", days=30)},
     "translate": lambda tmp: {},
 }
+
+
+def wait_for(predicate, process, what: str, bound: float = 300) -> None:
+    """Wait on progress, not on the clock: poll until `predicate()`, failing if `process` ends first or
+    nothing happens within a generous bound (a busy machine is slow, not stuck)."""
+    import time
+
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline and process.poll() is None:
+        if predicate():
+            return
+        time.sleep(0.01)
+    pytest.fail(f"the process ended or stalled before {what}")

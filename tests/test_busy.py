@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from conftest import one_line_error, zoo_cli
+from conftest import one_line_error, wait_for, zoo_cli
 from zoo import threads
 from zoo.runs import Run
 
@@ -82,16 +82,6 @@ def text_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "text.txt"
     path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
     return path
-
-
-def wait_for(predicate, process, what):
-    """Wait on progress, not on the clock: poll until `predicate()` or the process ends (generous bound)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if predicate():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"the run ended or stalled before {what}")
 
 
 def started_run(cwd):
@@ -260,18 +250,18 @@ def test_the_openmp_wait_policy_is_set_before_torch_and_never_over_the_users():
 
 @pytest.mark.parametrize("others,expected", [(0.0, 4), (1.0, 3), (2.6, 1), (3.9, 1), (1.8, 2)])
 def test_adaptive_threads_take_the_cores_other_processes_leave(monkeypatch, others, expected):
-    """Simulated /proc/stat: 4 CPUs; this process used 1 core-second per second, the others `others`."""
+    """Simulated /proc: 4 CPUs; this process uses 1 core-second per second, the others `others`."""
     clock = {"t": 100.0}
     ticks = os.sysconf("SC_CLK_TCK")
     monkeypatch.setattr(threads.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setattr(threads.time, "sleep", lambda s: clock.update(t=clock["t"] + s))
     monkeypatch.setattr(threads, "machine_busy_jiffies", lambda: int(clock["t"] * (1 + others) * ticks))
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda: round(others))  # the instant's count at the start
     monkeypatch.setattr(threads.os, "times", lambda: os.times_result((clock["t"], 0, 0, 0, 0)))
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "usable_cpus", lambda: 4)
     control = threads.Threads(threads.Policy(None, "adaptive"), ceiling=4)
-    assert control.idle_cores(first=True) == expected
-    clock["t"] += 5
+    assert control.idle_cores(first=True) == max(1, min(4, int(4 - round(others) + 0.3)))
+    clock["t"] += 5  # later looks measure the CPU time between two samples
     assert control.idle_cores() == expected
 
 

@@ -66,7 +66,7 @@ def test_an_interrupted_export_leaves_no_file(tmp_path, monkeypatch):
     out = tmp_path / "out" / "w.safetensors"
     out.parent.mkdir()
     out.write_bytes(b"the previous export")
-    with pytest.raises(Interrupted, match="the last saved state is kept"):
+    with pytest.raises(Interrupted, match="interrupted; the state is saved: zoo resume"):
         zoo.train("rnn", "hihello", {"epochs": 1}, out=out, log=lambda line: None)
     assert out.read_bytes() == b"the previous export"
     assert [p.name for p in out.parent.iterdir()] == ["w.safetensors"]

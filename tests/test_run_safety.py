@@ -8,14 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
-from conftest import one_line_error, tiny_mnist, write_course_prices, zoo_cli
+from conftest import one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
 from zoo.runs import Run
 
 ZOO = [sys.executable, "-m", "zoo"]
@@ -120,10 +119,7 @@ def test_two_writers_never_share_a_run_folder(tmp_path):
     command = [*ZOO, "train", "gru", "charlm", "--text", str(text), "-e", "200", "--hidden-size", "16", "--threads",
                "1", "--run-dir", str(tmp_path / "same"), "-q"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "same" / "metrics.jsonl").is_file() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert first.poll() is None, first.communicate()
+    wait_for(lambda: (tmp_path / "same" / "metrics.jsonl").is_file(), first, "the first run started")
     runs = subprocess.run([*ZOO, "runs", str(tmp_path)], capture_output=True, text=True)
     assert "running" in runs.stdout, runs.stdout
     for extra in (["--overwrite"], ["--resume"]):

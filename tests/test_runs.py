@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from conftest import one_line_error, tiny_mnist, write_course_prices, zoo_cli
+from conftest import one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
 from zoo.runs import Run
 
 
@@ -37,13 +37,8 @@ def command(text, run_dir, *extra):
 
 
 def wait_for_epochs(run_dir, epochs, process):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        log = run_dir / "metrics.jsonl"
-        if log.is_file() and len(log.read_text().splitlines()) >= epochs:
-            return
-        time.sleep(0.02)
-    pytest.fail("the run did not get far enough")
+    log = run_dir / "metrics.jsonl"
+    wait_for(lambda: log.is_file() and len(log.read_text().splitlines()) >= epochs, process, f"{epochs} epochs")
 
 
 def same_weights(a, b) -> bool:

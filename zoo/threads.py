@@ -6,9 +6,10 @@ measured 6-20x slower than alone. zoo therefore
 
 - makes idle OpenMP threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`), which must be set
   before torch is imported, so the CLI and `zoo.train` set it first (never over a value the user set);
-- uses as many threads as there are cores that other processes leave idle, sampled from /proc/stat
-  at the start and every few seconds while training (`Threads.adjust`), between 1 and torch's own
-  default (the physical cores).
+- uses as many threads as there are cores that other processes leave idle, between 1 and torch's
+  own default (the physical cores): at the start from the threads runnable at that instant
+  (/proc/loadavg), then every few seconds while training from the CPU time the machine spent
+  beyond this process's own (/proc/stat, `Threads.adjust`).
 
 `--threads N` or `ZOO_THREADS=N` fix the count; so does `OMP_NUM_THREADS`, which zoo leaves alone.
 Nothing here imports torch at module level.
@@ -102,12 +103,15 @@ class Threads:
         self.apply(self.idle_cores())
 
     def idle_cores(self, first: bool = False) -> int:
-        """Cores not used by other processes since the last look (a short look the first time)."""
-        if first:
-            self._sample()
-            time.sleep(0.1)
+        """Cores not used by other processes since the last look; the first time, the threads that
+        are runnable at this instant (/proc/loadavg), which costs no waiting."""
         previous, now = self._last, self._sample()
         self._next = time.monotonic() + RESAMPLE_SECONDS
+        if first:
+            others = runnable_elsewhere()
+            if others is None:
+                return self.ceiling
+            return max(1, min(self.ceiling, usable_cpus(), int((os.cpu_count() or 1) - others + 0.3)))
         if previous is None or now is None:
             return self.ceiling  # no /proc/stat (macOS, Windows): torch's default count
         seconds = now[0] - previous[0]
@@ -135,6 +139,16 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def runnable_elsewhere() -> int | None:
+    """Threads of other processes runnable right now (Linux's /proc/loadavg counts ours too), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0, running - 1)
 
 
 def machine_busy_jiffies() -> int | None:

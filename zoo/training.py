@@ -149,11 +149,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 class Interrupted(ZooError):
-    """Training stopped on request; the state to resume from is saved."""
+    """Training stopped on request; the message says what was kept."""
 
-    def __init__(self, message: str, signal: int = 2):
+    def __init__(self, message: str, signal: int = 2, complete: bool = False):
         super().__init__(message)
         self.signal = signal  # SIGINT or SIGTERM: the shell's exit code is 128 + it
+        self.complete = complete  # the message says all there is to say
 
 
 @dataclass
@@ -594,23 +595,22 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
             where = "" if run is None or export.absolute().parent == run.dir.absolute() else f"; run in {run.dir}"
             say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
             if stop.pending:
-                raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal)
+                raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal,
+                                  complete=True)
         return net
-    except Interrupted as e:
-        if run is not None and fresh_run and not run.state_path.is_file():
-            run.discard()
-            raise Interrupted(f"{e}; nothing was kept", e.signal) from None
-        saved = run is not None and run.state_path.is_file() and "export" not in str(e)
-        where = f"; the state is saved: zoo resume {run.dir} continues it" if saved else ""
-        raise Interrupted(f"{e}{where}", e.signal) from None
-    except KeyboardInterrupt as e:  # outside the training steps: before the first, or in the final evaluation
+    except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the steps (set-up, final evaluation)
+        if isinstance(e, Interrupted) and e.complete:
+            raise
+        said = str(e) if isinstance(e, Interrupted) else "interrupted"
         signum = getattr(e, "signal", signal.SIGINT)
         if run is not None and run.state_path.is_file():
-            raise Interrupted(f"interrupted; the last saved state is kept: zoo resume {run.dir} continues from it",
-                              signum) from None
-        if run is not None and fresh_run:
+            said += f"; the state is saved: zoo resume {run.dir} continues it"
+        elif run is not None and fresh_run:
             run.discard()
-        raise Interrupted("interrupted before the first step; nothing was kept", signum) from None
+            said += "; nothing was kept"
+        else:
+            said += "; nothing was written"
+        raise Interrupted(said, signum) from None
     except BaseException:
         if run is not None and fresh_run and not run.state_path.is_file():
             run.discard()  # failed before its first epoch ended: leave no half-made run behind
