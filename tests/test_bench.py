@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error, zoo_cli
+from conftest import one_line_error, wait_for, zoo_cli
 
 GRID = ["rnn,gru", "hihello,charlm", "--seeds", "0", "--epochs", "1", "-o", "stride=7", "--workers", "2"]
 
@@ -95,13 +94,9 @@ def bench_process(*args, cwd) -> subprocess.Popen:
 
 
 def wait_for_epoch(run: Path, process: subprocess.Popen) -> None:
-    """Until the run has logged an epoch (so a resumable state is saved); generous bound, no deadline."""
-    for _ in range(6000):
-        if (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().strip():
-            return
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"{run} logged no epoch")
+    """Until the run has logged an epoch, so that a resumable state is saved."""
+    log = run / "metrics.jsonl"
+    wait_for(lambda: log.is_file() and log.read_text().strip(), process, f"{run} logged an epoch")
 
 
 LONG = ["rnn", "hihello,charlm", "--seeds", "0", "--epochs", "hihello=1,charlm=300", "-o", "stride=7"]
