@@ -4,12 +4,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import zoo.threads
 from zoo import registry as registry_module
-
-# before any test imports torch: the tests train in this process too, and torch reads the OpenMP
-# wait policy once, when it starts; spinning threads collapse on a busy machine (zoo.threads)
-zoo.threads.prepare()
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "zoo-adding"
@@ -17,9 +12,14 @@ EXAMPLE = ROOT / "examples" / "zoo-adding"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Each test: its own working folder, only built-in plugins, a fresh registry."""
+    """Each test: its own working folder, only built-in plugins, a fresh registry, and one CPU thread
+    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.threads)."""
+    import torch
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(registry_module.LOAD_ENV, "")
+    monkeypatch.setenv("ZOO_THREADS", "1")
+    torch.set_num_threads(1)
     registry_module.reset()
     yield
     registry_module.reset()

@@ -213,6 +213,7 @@ def header(result) -> str:
 ])
 def test_the_header_says_which_threads_it_uses(runner, monkeypatch, option, env, shown):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("ZOO_THREADS", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     previous = torch.get_num_threads()
@@ -238,14 +239,16 @@ def test_bad_thread_counts_are_one_line(runner, monkeypatch, tmp_path, args, env
     assert not list(tmp_path.iterdir())
 
 
-def test_the_openmp_wait_policy_is_set_before_torch_and_never_over_the_users():
-    code = "import os, sys, zoo.threads; zoo.threads.prepare(); print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert shown.split() == ["PASSIVE", "False"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert shown.split() == ["ACTIVE", "False"]
+def test_the_users_openmp_settings_are_left_alone(monkeypatch):
+    monkeypatch.delenv("ZOO_THREADS")
+    for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    assert threads.prepare().source == "adaptive" and dict(os.environ) == before
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    policy = threads.prepare()
+    assert (policy.fixed, policy.source) == (3, "OMP_NUM_THREADS") and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 @pytest.mark.parametrize("others,expected", [(0.0, 4), (1.0, 3), (2.6, 1), (3.9, 1), (1.8, 2)])

@@ -58,13 +58,7 @@ def load(path, device="cpu"):
 
 
 def train(model: str, task: str, overrides=(), **options):
-    """Train `model` on `task` (options: `zoo.training.train`) and return the trained network.
-
-    Call it before importing torch yourself, and zoo also sets the OpenMP wait policy that keeps a
-    run fast on a busy machine (see zoo.threads)."""
-    from zoo.threads import prepare
-
-    prepare(options.get("threads"))
+    """Train `model` on `task` (options: `zoo.training.train`) and return the trained network."""
     from zoo.training import train as _train
 
     return _train(model, task, overrides, **options)

@@ -308,7 +308,7 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
 
     if not options.get("resume"):
         plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
-    prepare(threads)  # checks --threads, and runs before torch is imported: its OpenMP runtime reads the environment once
+    prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
     from zoo.training import Interrupted
     from zoo.training import train as run
 

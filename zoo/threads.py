@@ -1,15 +1,14 @@
 """How many CPU threads training uses, so that a run does not collapse when the machine is shared.
 
-torch's OpenMP worker threads spin-wait between parallel regions by default. When another process
-holds a core, the spinning threads burn each other's time slices: a run beside one busy process was
-measured 6-20x slower than alone. zoo therefore
-
-- makes idle OpenMP threads sleep instead of spin (`OMP_WAIT_POLICY=PASSIVE`), which must be set
-  before torch is imported, so the CLI and `zoo.train` set it first (never over a value the user set);
-- uses as many threads as there are cores that other processes leave idle, between 1 and torch's
-  own default (the physical cores): at the start from the threads runnable at that instant
-  (/proc/loadavg), then every few seconds while training from the CPU time the machine spent
-  beyond this process's own (/proc/stat, `Threads.adjust`).
+torch's OpenMP worker threads spin-wait between parallel regions. When another process holds a
+core, the spinning threads burn each other's time slices: a run beside one busy process was measured
+6-20x slower than alone. zoo therefore uses as many threads as there are cores that other processes
+leave idle, between 1 and torch's own default (the physical cores): at the start from the threads
+runnable at that instant (/proc/loadavg), then every few seconds while training from the CPU time the
+machine spent beyond this process's own (/proc/stat, `Threads.adjust`). With one thread nothing
+spins; on idle cores spinning is what makes small parallel regions fast, so zoo leaves OpenMP's wait
+policy as it is (making idle threads sleep, OMP_WAIT_POLICY=PASSIVE, measured 1.5-5.7x slower on an
+idle machine; see bench/contention.py).
 
 `--threads N` or `ZOO_THREADS=N` fix the count; so does `OMP_NUM_THREADS`, which zoo leaves alone.
 Nothing here imports torch at module level.
@@ -18,14 +17,12 @@ Nothing here imports torch at module level.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 from zoo.specs import ZooError
 
 THREADS_ENV = "ZOO_THREADS"
-WAIT_ENV = "OMP_WAIT_POLICY"
 RESAMPLE_SECONDS = 3.0  # how often a training run looks again at what the other processes use
 
 
@@ -43,7 +40,7 @@ def parse_threads(value: str | int | None, where: str) -> int | None:
 
 
 def prepare(threads: str | int | None = None) -> "Policy":
-    """Decide the thread policy and set the OpenMP environment; call before torch is imported.
+    """Decide the thread policy (checking the values given, before any work starts).
 
     `threads` (the `--threads` option) wins over ZOO_THREADS, which wins over OMP_NUM_THREADS; with
     none of them the count adapts to the machine's load.
@@ -54,8 +51,6 @@ def prepare(threads: str | int | None = None) -> "Policy":
         fixed, source = parse_threads(os.environ.get(THREADS_ENV), THREADS_ENV), THREADS_ENV
     if fixed is None and os.environ.get("OMP_NUM_THREADS"):
         fixed, source = parse_threads(os.environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
-    if WAIT_ENV not in os.environ and "GOMP_SPINCOUNT" not in os.environ and "torch" not in sys.modules:
-        os.environ[WAIT_ENV] = "PASSIVE"  # read once, when torch's OpenMP runtime starts
     return Policy(fixed, source if fixed is not None else "adaptive")
 
 
