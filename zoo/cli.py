@@ -379,6 +379,13 @@ def predict_command(weights, device, **options):
         raise ZooError(f"task {task.name!r} does not support zoo predict")
     try:
         answer = task.predict(net, **options)
+        if isinstance(answer, str):
+            click.echo(answer)
+        else:  # an iterator of pieces (generated text): each shown as it comes
+            for piece in answer:
+                click.echo(piece, nl=False)
+                sys.stdout.flush()
+            click.echo()
     except ZooError:
         raise
     except Exception as e:  # the input reached plugin code that could not take it
@@ -386,7 +393,6 @@ def predict_command(weights, device, **options):
             raise
         raise ZooError(f"{task.name} could not handle that input ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
                        f"for the traceback") from None
-    click.echo(answer)
 
 
 @cli.command("info")

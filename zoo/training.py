@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from zoo.config import to_dict
+from zoo.data import epoch_order
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
 from zoo.runs import CONFIG, EXPORT, Run
@@ -227,7 +228,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             if at.done:
                 break
             epoch_start = shuffle.get_state()
-            batches = torch.randperm(len(train), generator=shuffle).to(device).split(config.batch_size)
+            batches = epoch_order(train, config.batch_size, shuffle, device)
             if at.batch == 0:
                 at.lr = optimizer.param_groups[0]["lr"]
             started = time.perf_counter() - at.seconds
@@ -371,6 +372,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, world, log, pro
         f"{params:,} parameters, {len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
         f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
         f"{f'; run in {run.dir}' if run else ''}")
+    if p.note:
+        say(p.note)
     try:
         fit(net, data, p.task, p.train_config, dev, run=run, identity=identity, resume=state, world=world, log=say,
             progress=progress, log_every=log_every)
