@@ -186,7 +186,8 @@ def vocabulary(sentences: list[list[str]], config: TranslateConfig) -> list[str]
     counts = Counter(token for sentence in sentences for token in sentence)
     words = list(counts)  # first appearance
     if config.max_vocab:
-        kept = {w for w, _ in sorted(counts.items(), key=lambda kv: -kv[1])[: config.max_vocab - len(zoo.SPECIAL_TOKENS)]}
+        frequent = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first appearance
+        kept = {w for w, _ in frequent[: config.max_vocab - len(zoo.SPECIAL_TOKENS)]}
         words = [w for w in words if w in kept]
     seen = dict.fromkeys([*zoo.SPECIAL_TOKENS, *words])
     if config.fallback == "chars" and config.level == "word":

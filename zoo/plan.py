@@ -30,7 +30,8 @@ def plan(model_name: str, task_name: str, overrides: Sequence[str] | Mapping[str
     """Look up both plugins, check they fit, and build the three configs.
 
     Precedence, lowest first: config defaults, the task's suggestions (model hidden size, epochs...),
-    the defaults it fits to the user's data (`Task.fit_defaults`, not when resuming), the preset's settings, `saved` (the configs of a run being resumed: keys model, task, train),
+    the defaults it fits to the user's data (`Task.fit_defaults`, not when resuming), the preset's
+    settings, `saved` (the configs of a run being resumed: keys model, task, train),
     then `overrides` (`key=value` strings or a dict, keys optionally qualified as model./task./train.).
     """
     saved = saved or {}
