@@ -6,7 +6,10 @@ builds it from Debian's diatheke and sword-text-kjv), one verse a line. The last
 Reported per epoch: held-out nats per character (perplexity's log) and the training seconds so far;
 peak resident memory of each `zoo train` process.
 
-    python bench/charlm_real.py [--text kjv.txt] [--skip-windows] [-- extra zoo train options]
+    python bench/charlm_real.py [--text kjv.txt] [--skip-windows] [--minutes M] [-- extra zoo train options]
+
+`--minutes M` stops the fitted run after M minutes of wall time (SIGTERM: zoo saves its state and
+exits between two steps) and reports the epochs it finished.
 """
 
 import argparse
@@ -14,9 +17,11 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +29,7 @@ here = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()
 parser.add_argument("--text", help="a text file; default: built with bench/make_bible.py")
 parser.add_argument("--skip-windows", action="store_true", help="leave out the earlier windows recipe")
+parser.add_argument("--minutes", type=float, default=0, help="stop the fitted run after this many minutes")
 parser.add_argument("extra", nargs="*", help="options added to the fitted run (after --)")
 args = parser.parse_args()
 zoo = shutil.which("zoo") or sys.exit("zoo is not on PATH: pip install -e . first")
@@ -32,16 +38,20 @@ WINDOWS = ["--stride", "5", "--val-fraction", "0.05", "--epochs", "2", "--hidden
            "--lr", "0.01", "--schedule", "constant", "--grad-clip", "0", "--patience", "0", "--dropout", "0"]
 
 
-def run(text, options, run_dir):
+def run(text, options, run_dir, minutes=0.0):
     """Train in a child process, printing each epoch as it ends; returns (rows, peak MiB, wall s)."""
     started = time.perf_counter()
     process = subprocess.Popen([zoo, "train", "lstm", "charlm", "--text", str(text), *options, "--run-dir",
                                 str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if minutes:
+        timer = threading.Timer(minutes * 60, process.send_signal, (signal.SIGTERM,))
+        timer.daemon = True
+        timer.start()
     for line in process.stdout:
-        if line.startswith(("defaults", "epoch", "final", "stopping")):
+        if line.startswith(("defaults", "epoch", "final", "stopping", "interrupted")):
             print("   ", line.rstrip()[:160], f"[load {os.getloadavg()[0]:.1f}]" if line.startswith("epoch") else "",
                   flush=True)
-    if process.wait():
+    if process.wait() not in (0, 128 + signal.SIGTERM) or (process.returncode and not minutes):
         sys.exit(f"zoo train failed ({process.returncode})")
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far, MiB
@@ -60,7 +70,8 @@ with tempfile.TemporaryDirectory() as tmp:
     runs["fitted defaults (streams, --bptt 100)"] = list(args.extra)
     for number, (name, options) in enumerate(runs.items()):
         print(f"{name}: zoo train lstm charlm --text {text.name} {' '.join(options)}", flush=True)
-        rows, peak, wall = run(text, options, Path(tmp) / f"run-{number}")
+        fitted = not options or options is args.extra
+        rows, peak, wall = run(text, options, Path(tmp) / f"run-{number}", args.minutes if fitted else 0)
         elapsed = 0.0
         print("| epoch | training s so far | held-out nats/char | perplexity |")
         print("| --- | --- | --- | --- |")

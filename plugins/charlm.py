@@ -181,6 +181,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 
     from zoo.data import Streams, batched_outputs
 
+    checked_meta(data.meta, getattr(getattr(model, "zoo", None), "problem", None))  # an export's: bounded
     examples = data.split(split)
     streams = isinstance(examples, Streams)
     last = every = positions = 0

@@ -214,6 +214,7 @@ def course_lm(tmp_path_factory):
 def test_damaged_charlm_sizes_are_one_line(course_lm, tmp_path, runner, changes, message):
     crafted = rewrite(course_lm, tmp_path / "crafted.safetensors", **changes)
     assert message in one_line_error(zoo_cli(runner, "predict", crafted, "--prompt", "if you"))
+    one_line_error(zoo_cli(runner, "eval", crafted))  # eval may stop earlier, at the text
 
 
 @pytest.mark.parametrize("args,message", [
