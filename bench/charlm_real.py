@@ -80,6 +80,11 @@ with tempfile.TemporaryDirectory() as tmp:
             val = row["val"]
             print(f"| {row['epoch']} | {elapsed:.0f} | {val['nats_per_char']:.4f} | {val['perplexity']:.3f} |")
         reached = next((r for r in rows if r["val"]["nats_per_char"] <= 1.6), None)
+        export = Path(tmp) / f"run-{number}" / "model.safetensors"
+        if export.is_file():
+            sample = subprocess.run([zoo, "predict", str(export), "--prompt", "And God said", "-n", "300",
+                                     "--temperature", "0.8", "--top-k", "10"], capture_output=True, text=True)
+            print("  sample:", sample.stdout.strip())
         print(f"  wall {wall:.0f} s, peak memory {peak:,.0f} MiB (largest process so far), "
               f"<= 1.6 nats/char {'at epoch ' + str(reached['epoch']) if reached else 'not reached'}; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
