@@ -1,10 +1,20 @@
-"""Practice 2, a character language model: sliding windows over a text, the next character at every step.
+"""Practice 2, a character language model: the next character at every step of a text.
 
-The course's text is one sentence; `--text FILE` learns any UTF-8 file. Windows are index slices of
-one tensor of character ids, gathered per batch, so a long file costs a few bytes per character.
-Metrics: `accuracy` is the next character after each full window (what generation relies on),
-`char_accuracy` every position, `reproduced` the share of the text that greedy generation from its
-first window rebuilds before its first mistake (at most the first 500 characters).
+The course's text is one sentence, read as sliding windows of 10 characters; `--text FILE` learns any
+UTF-8 file. Two ways to read it:
+
+- windows (the course's, `--bptt 0`): every window starts from a zero state. Windows are index slices
+  of one tensor of character ids, gathered per batch, so a long file costs a few bytes per character.
+- streams (`--bptt N`): truncated backpropagation through time, as char-rnn and pytorch/examples'
+  word_language_model do. The text is cut into `-b` contiguous lanes read side by side, N characters
+  a batch, and each lane's state is carried from one batch to the next (zoo.data.Streams), so the
+  network sees context far beyond N characters.
+
+Given a file, the task sizes the model and training to it (`fit_defaults`, stated when training
+starts). Metrics: `accuracy` is the next character after each full window (windows) or at every
+position (streams); `char_accuracy` every position; `perplexity` and `nats_per_char` (its log);
+`reproduced` the share of the text that greedy generation from the split's start rebuilds before its
+first mistake (at most the first 500 characters).
 """
 
 from dataclasses import dataclass
@@ -17,6 +27,9 @@ import zoo
 SENTENCE = ("if you want to build a ship, don't drum up people together to collect wood and don't assign "
             "them tasks and work, but rather teach them to long for the endless immensity of the sea.")
 CHECKED_CHARS = 500  # greedy generation is one step per character: check a prefix of long texts
+MAX_WINDOW = 2_000  # windows regenerate the whole window per character: bound what an export can ask
+MAX_BPTT = 10_000
+EVAL_LANES = 16  # streams evaluated side by side: few, so that few characters start without context
 
 
 @dataclass(frozen=True)
@@ -24,12 +37,17 @@ class CharLMConfig:
     text: str = zoo.param("", "a UTF-8 text file to learn; empty learns the course's sentence", path=True)
     window: int = zoo.param(10, "characters per window (the course's sequence length)")
     stride: int = zoo.param(1, "characters between window starts; raise it to go faster on long texts")
+    bptt: int = zoo.param(0, "0 reads sliding windows (the course's); N reads contiguous streams N characters a "
+                             "batch, carrying the state across batches (truncated BPTT); -b streams side by side")
     val_fraction: float = zoo.param(0.0, "share of the text, from its end, held out for validation")
 
     def __post_init__(self):
         zoo.absolute_paths(self, "text")
-        zoo.require(self.window > 0, f"window must be positive, got {self.window}")
+        zoo.require(0 < self.window <= MAX_WINDOW, f"window must be in [1, {MAX_WINDOW}], got {self.window}")
         zoo.require(self.stride > 0, f"stride must be positive, got {self.stride}")
+        zoo.require(0 <= self.bptt <= MAX_BPTT, f"bptt must be in [0, {MAX_BPTT}] characters (0: sliding windows), "
+                                                f"got {self.bptt}")
+        zoo.require(self.bptt != 1, "bptt must be at least 2 characters (0: sliding windows), got 1")
         zoo.require(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
@@ -49,50 +67,111 @@ def read_text(config: CharLMConfig) -> str:
         raise zoo.ZooError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
 
 
+def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
+    """Settings sized to a user's text of n characters (none for the course's sentence).
+
+    Streams of min(100, n // 50) characters (char-rnn's 100 on any text over 5,000 characters) unless
+    windows were asked for (`--window`/`--stride` changed); hidden 128 under 100k characters, 256
+    under 400k, else 512 with dropout 0.1; 20M characters of training (10 to 100 epochs), cosine
+    learning rate from 0.002, gradient norm clipped at 1; 5% held out (10% under 100k) for
+    validation, early stopping after 3 epochs without a lower held-out loss, the best weights kept.
+    """
+    if not config.text:
+        return None
+    n = len(read_text(config))
+    windows_asked = (config.window, config.stride) != (10, 1)
+    bptt = 0 if windows_asked or n < 500 else min(100, n // 50)
+    hidden = 128 if n < 100_000 else 256 if n < 400_000 else 512
+    model = {"hidden_size": hidden, **({"dropout": 0.1} if hidden == 512 else {})}
+    task = {"val_fraction": 0.1 if n < 100_000 else 0.05, **({"bptt": bptt} if bptt else {})}
+    train = {"epochs": min(100, max(10, 20_000_000 // max(n, 1))), "batch_size": 32, "lr": 0.002,
+             "schedule": "cosine", "grad_clip": 1.0, "patience": 3}
+    return zoo.Fitted(f"a text of {n:,} characters", model=model, task=task, train=train)
+
+
 def make_data(config: CharLMConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from zoo.data import Windows, encode
+    from zoo.data import Streams, Windows, encode
 
     text = read_text(config)
     source = config.text or "the sentence"
-    if len(text) < config.window + 1:
-        raise zoo.ZooError(f"{source} has {len(text)} characters; charlm needs at least window + 1 = "
-                           f"{config.window + 1}")
-    vocab = meta["vocab"] if meta else sorted(set(text))
+    length = config.bptt or config.window  # characters one example reads
+    what = f"--bptt {config.bptt}" if config.bptt else f"window {config.window}"
+    if len(text) < length + 1:
+        raise zoo.ZooError(f"{source} has {len(text):,} characters, shorter than one sequence: {what} needs at "
+                           f"least {length + 1:,}")
+    vocab = checked_meta(meta)["vocab"] if meta else sorted(set(text))
     ids = torch.tensor(encode(text, vocab, source))
-    starts = torch.arange(0, len(text) - config.window, config.stride)
     boundary = len(text) - int(len(text) * config.val_fraction)  # first held-out character
-    train = starts[starts + config.window < boundary]  # no training target crosses into held-out text
-    val = starts[starts >= boundary] if config.val_fraction else None
-    if len(train) == 0 or (val is not None and len(val) == 0):
-        raise zoo.ZooError(f"{source} is too short to hold out {config.val_fraction:.0%} with windows of "
-                           f"{config.window}")
-
-    def windows(first):
-        return Windows(ids, ids, first, config.window, horizon=1)
-
+    if config.bptt:
+        train = Streams(ids[:boundary], config.bptt)
+        val = Streams(ids[boundary - 1:], config.bptt) if config.val_fraction else None  # targets start at boundary
+        short = len(train) == 0 or (val is not None and len(val) == 0)
+    else:
+        starts = torch.arange(0, len(text) - config.window, config.stride)
+        first = starts[starts + config.window < boundary]  # no training target crosses into held-out text
+        held = starts[starts >= boundary] if config.val_fraction else None
+        train = Windows(ids, ids, first, config.window, horizon=1)
+        val = Windows(ids, ids, held, config.window, horizon=1) if held is not None else None
+        short = len(first) == 0 or (held is not None and len(held) == 0)
+    if short:
+        raise zoo.ZooError(f"{source} ({len(text):,} characters) is too short to hold out {config.val_fraction:.0%} "
+                           f"with {what}")
     problem = zoo.Problem(zoo.MANY_TO_MANY, output_size=len(vocab), vocab_size=len(vocab))
-    return zoo.TaskData(problem, train=windows(train), val=windows(val) if val is not None else None,
-                        meta={"vocab": vocab, "window": config.window})
+    return zoo.TaskData(problem, train=train, val=val,
+                        meta={"vocab": vocab, "window": config.window, "bptt": config.bptt})
 
 
-def generate(model, ids: list[int], length: int, window: int, temperature: float = 0.0, seed: int = 0) -> list[int]:
-    """Extend `ids` by `length` characters, each predicted from the last `window` ones, as in training."""
+def checked_meta(meta: dict, problem: zoo.Problem | None = None) -> dict:
+    """An export's vocabulary and lengths, checked: they drive the work of eval and predict."""
+    vocab, window, bptt = meta.get("vocab"), meta.get("window"), meta.get("bptt", 0)
+    if not (isinstance(vocab, list) and vocab and all(isinstance(c, str) and len(c) == 1 for c in vocab)
+            and len(set(vocab)) == len(vocab)):
+        raise zoo.ZooError("the export's charlm vocabulary is damaged (expected distinct single characters)")
+    if problem is not None and len(vocab) != problem.vocab_size:
+        raise zoo.ZooError(f"the export's vocabulary has {len(vocab)} characters, its network {problem.vocab_size}")
+    for name, value, top in (("window", window, MAX_WINDOW), ("bptt", bptt, MAX_BPTT)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top):
+            raise zoo.ZooError(f"the export's charlm {name} is {value!r}; expected an integer in [0, {top}]")
+    if window < 1:
+        raise zoo.ZooError(f"the export's charlm window is {window}; expected at least 1")
+    return meta
+
+
+def pick(logits, temperature: float, top_k: int, sampler) -> int:
+    """The next id: the likeliest (temperature 0), or drawn from the softmax at `temperature` over the
+    `top_k` likeliest (0: all)."""
     import torch
 
-    from zoo.data import device_of
+    if temperature <= 0:
+        return int(logits.argmax())
+    if 0 < top_k < len(logits):
+        kept = logits.topk(top_k)
+        return int(kept.indices[torch.multinomial(torch.softmax(kept.values / temperature, -1), 1, generator=sampler)])
+    return int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=sampler))
+
+
+def generate(model, ids: list[int], length: int, window: int, temperature: float = 0.0, seed: int = 0,
+             top_k: int = 0, streams: bool = False):
+    """Yield `length` ids continuing `ids`. Windows: each predicted from the last `window` ids, as in
+    training. Streams: the prompt is read once and the state carried, one character a step."""
+    import torch
+
+    from zoo.data import Carry, device_of
 
     sampler = torch.Generator().manual_seed(seed)
+    device = device_of(model)
+    carry = Carry()
     out = list(ids)
     with torch.no_grad():
+        feed = out if streams else out[-window:]
         for _ in range(length):
-            logits = model(torch.tensor([out[-window:]], device=device_of(model)))[0, -1].float().cpu()
-            if temperature > 0:
-                out.append(int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=sampler)))
-            else:
-                out.append(int(logits.argmax()))
-    return out[len(ids):]
+            x = torch.tensor([feed], device=device)
+            logits = (model(x, carry) if streams else model(x))[0, -1].float().cpu()
+            out.append(pick(logits, temperature, top_k, sampler))
+            feed = [out[-1]] if streams else out[-window:]
+            yield out[-1]
 
 
 def evaluate(model, data: zoo.TaskData, split: str) -> dict:
@@ -100,47 +179,80 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 
     from torch.nn import functional as F
 
-    from zoo.data import batched_outputs
+    from zoo.data import Streams, batched_outputs
 
-    windows = data.split(split)
-    last = every = 0
+    checked_meta(data.meta, getattr(getattr(model, "zoo", None), "problem", None))  # an export's: bounded
+    examples = data.split(split)
+    streams = isinstance(examples, Streams)
+    last = every = positions = 0
     nll = 0.0
-    for logits, targets in batched_outputs(model, windows):
+    for logits, targets in streamed_outputs(model, examples) if streams else batched_outputs(model, examples):
         predicted = logits.argmax(-1)
         last += (predicted[:, -1] == targets[:, -1]).sum().item()
         every += (predicted == targets).sum().item()
+        positions += targets.numel()
         nll += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
-    positions = len(windows) * windows.length
-    # greedy generation from the split's first window, compared with the text that follows it
-    first, ids = int(windows.starts[0]), windows.inputs
-    truth = ids[first + windows.length: first + windows.length + CHECKED_CHARS].tolist()
-    made = generate(model, ids[first: first + windows.length].tolist(), len(truth), windows.length)
+    # greedy generation from the split's start, compared with the text that follows it
+    if streams:
+        ids, first, length = examples.series, 0, examples.length
+    else:
+        ids, first, length = examples.inputs, int(examples.starts[0]), examples.length
+    truth = ids[first + length: first + length + CHECKED_CHARS].tolist()
+    made = list(generate(model, ids[first: first + length].tolist(), len(truth), length, streams=streams))
     matched = next((i for i, (a, b) in enumerate(zip(made, truth)) if a != b), len(truth))
-    return {"accuracy": last / len(windows), "char_accuracy": every / positions,
-            "perplexity": math.exp(nll / positions), "reproduced": matched / len(truth)}
+    return {"accuracy": every / positions if streams else last / len(examples),
+            "char_accuracy": every / positions, "perplexity": math.exp(nll / positions),
+            "nats_per_char": nll / positions, "reproduced": matched / max(len(truth), 1)}
 
 
-def predict(model, prompt: str, length: int, temperature: float, seed: int) -> str:
+def streamed_outputs(model, streams):
+    """(logits, targets) over a Streams split read in order, EVAL_LANES lanes side by side, the state
+    carried from batch to batch (the first characters of each lane start from zeros)."""
+    import torch
+
+    from zoo.data import device_of
+
+    streams = streams.to(device_of(model))  # a fresh carry
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for index in streams.order(EVAL_LANES):
+                inputs, targets = streams.batch(index)
+                yield model(*inputs), targets
+    finally:
+        model.train(was_training)
+
+
+def predict(model, prompt: str, length: int = 100, temperature: float = 0.0, top_k: int = 0, seed: int = 0):
+    """The prompt, then each generated character as it comes (the CLI streams them)."""
     from zoo.data import encode
 
-    meta = model.zoo.meta
+    meta = checked_meta(model.zoo.meta, model.zoo.problem)
     if not prompt:
         raise zoo.ZooError("--prompt must not be empty")
-    made = generate(model, encode(prompt, meta["vocab"], "the prompt"), length, meta["window"], temperature, seed)
-    return prompt + "".join(meta["vocab"][i] for i in made)
+    ids = encode(prompt, meta["vocab"], "the prompt")  # before the first piece: a bad prompt is one line
+    made = generate(model, ids, length, meta["window"], temperature, seed, top_k, streams=bool(meta.get("bptt")))
+    yield prompt
+    for i in made:
+        yield meta["vocab"][i]
 
 
 @zoo.hookimpl
 def register_tasks(register):
     register(zoo.Task(
         name="charlm",
-        description="practice 2, character language model over sliding windows of a text",
+        description="practice 2, character language model: sliding windows, or streams with the state carried",
         shape=zoo.MANY_TO_MANY,
         data=make_data,
         evaluate=evaluate,
         config=CharLMConfig,
         train_defaults={"epochs": 100, "lr": 0.01, "batch_size": 32},
         model_defaults={"hidden_size": 64},
+        # what early stopping watches: the cross-entropy keeps improving while accuracy stalls
+        metric="nats_per_char",
+        minimize=True,
+        fit_defaults=fit_defaults,
         predict=predict,
         predict_params=(
             click.Option(["--prompt"], required=True, help="text to continue (characters the model knows)"),
@@ -148,6 +260,8 @@ def register_tasks(register):
                          help="characters to generate"),
             click.Option(["--temperature"], type=click.FloatRange(min=0), default=0.0, show_default=True,
                          help="0 picks the likeliest character; higher samples more freely"),
+            click.Option(["--top-k"], type=click.IntRange(min=0), default=0, show_default=True,
+                         help="sample among the k likeliest characters only; 0: all of them"),
             click.Option(["--seed"], type=click.IntRange(-2**63, 2**64 - 1), default=0, show_default=True,
                          help="seeds sampling"),
         ),

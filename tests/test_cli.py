@@ -134,7 +134,8 @@ BAD_TRAINING = [
     (["lstm", "charlm", "stray"], "unexpected argument 'stray'"),
     (["lstm", "charlm", "--text", "missing.txt"], "missing.txt not found"),
     (["lstm", "charlm", "--text", "latin1.txt"], "is not UTF-8 text (byte 0xe9 at offset 3)"),
-    (["lstm", "charlm", "--text", "short.txt"], "has 5 characters; charlm needs at least window + 1 = 11"),
+    (["lstm", "charlm", "--text", "short.txt"],
+     "has 5 characters, shorter than one sequence: window 10 needs at least 11"),
     (["lstm", "charlm", "--out", "checkpoints"], "is a directory"),
     (["lstm", "charlm", "--resume"], "state.safetensors is not a safetensors file"),
 ]

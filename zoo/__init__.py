@@ -17,11 +17,11 @@ __version__ = "0.1.0"
 from zoo.cells import RecurrentConfig, build_cell, cell_models, torch_rnn_kwargs
 from zoo.hookspecs import hookimpl
 from zoo import registry as _registry
-from zoo.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Model,
+from zoo.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Fitted, Model,
                        NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, absolute_paths, param, require)
 
 __all__ = [
-    "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Model",
+    "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Fitted", "Model",
     "NoConfig", "Problem", "RecurrentConfig", "Task", "TaskData", "TrainConfig", "ZooError", "build_cell",
     "cell_models",
     "get_model", "get_task", "hookimpl", "list_models", "list_tasks", "load", "param", "require",

@@ -542,8 +542,17 @@ def predict_command(weights, device, **options):
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
-    answer = _plugin_call(task, "that input", lambda: task.predict(net, **options))
-    click.echo(printable(str(answer)))  # vocabulary-made text: escape sequences in it are shown, not obeyed
+    def show():
+        answer = task.predict(net, **options)
+        if isinstance(answer, str):
+            click.echo(printable(answer))  # vocabulary-made text: escape sequences in it are shown, not obeyed
+            return
+        for piece in answer:  # an iterator of pieces (generated text): each shown as it comes
+            click.echo(printable(str(piece)), nl=False)
+            sys.stdout.flush()
+        click.echo()
+
+    _plugin_call(task, "that input", show)
 
 
 @cli.command("info")

@@ -62,6 +62,74 @@ class Windows:
         return Windows(inputs, targets, self.starts.to(device), self.length, self.many_to_one, self.horizon)
 
 
+class Carry:
+    """The recurrent state handed from one batch to the next (truncated backpropagation through time).
+
+    A network called as `net(x, carry)` starts from `carry.state` (None: zeros) and leaves its final
+    state there, detached, so gradients stop at the batch boundary while the state flows on.
+    """
+
+    def __init__(self):
+        self.state = None
+        self.last: torch.Tensor | None = None  # the example numbers of the batch that left the state
+
+    def follow(self, index: torch.Tensor) -> "Carry":
+        """Keep the state only when `index` continues the last batch lane by lane; else start from zeros
+        (a new epoch, an evaluation, a resumed run)."""
+        last, self.last = self.last, index
+        if last is None or last.shape != index.shape or not torch.equal(index, last + 1):
+            self.state = None
+        return self
+
+
+def detached(state):
+    """A recurrent state (a tensor, or a tuple such as an LSTM's (h, c)) cut from its graph."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detached(s) for s in state)
+
+
+class Streams:
+    """One long series read as contiguous streams, for truncated backpropagation through time.
+
+    Example i is the chunk `series[i * length : (i + 1) * length]`, its target the same shifted by one
+    step. `order(batch_size)` lays the chunks out as `batch_size` lanes of consecutive chunks read
+    side by side (as char-rnn and pytorch/examples' word_language_model do): batch k holds chunk k of
+    every lane, so the state each lane ends a batch with, kept in `carry`, starts the next one. The
+    inputs are `(chunks, carry)`: the network carries the state itself (zoo.nets.RecurrentNet does).
+    """
+
+    def __init__(self, series: torch.Tensor, length: int):
+        self.series, self.length = series, length
+        self.chunks = (len(series) - 1) // length  # the last target is the series' last element
+        self.offsets = torch.arange(length, device=series.device)
+        self.carry = Carry()
+
+    def __len__(self) -> int:
+        return self.chunks
+
+    def order(self, batch_size: int) -> list[torch.Tensor]:
+        """The batches of an epoch, in reading order; the chunks left over past the last full lane are skipped."""
+        lanes = min(batch_size, self.chunks)
+        first = torch.arange(lanes, device=self.series.device) * (self.chunks // lanes)
+        return [first + step for step in range(self.chunks // lanes)]
+
+    def batch(self, index: torch.Tensor):
+        steps = index[:, None] * self.length + self.offsets
+        return (self.series[steps], self.carry.follow(index)), self.series[steps + 1]
+
+    def to(self, device) -> "Streams":
+        return Streams(self.series.to(device), self.length)  # a fresh carry: a moved split starts from zeros
+
+
+def epoch_order(split, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
+    """The batches (example numbers) of one training epoch: shuffled, unless the split reads in an
+    order of its own (`split.order(batch_size)`, as Streams does to carry state across batches)."""
+    if hasattr(split, "order"):
+        return [index.to(device) for index in split.order(batch_size)]
+    return list(torch.randperm(len(split), generator=generator).to(device).split(batch_size))
+
+
 def device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 

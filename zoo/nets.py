@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.data import Carry, detached
 from zoo.layers import check_step
 from zoo.specs import MANY_TO_ONE, Problem
 
@@ -30,12 +31,15 @@ class RecurrentNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, carry: Carry | None = None) -> torch.Tensor:
+        """`carry` (many-to-many): start from its state and leave the final one there (truncated BPTT)."""
         if self.vocab_size:
             # one-hot per batch: the course's input, without holding one-hot copies of a whole corpus
             x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
-        out, state = self.rnn(x, None)
+        out, state = self.rnn(x, carry.state if carry is not None else None)
         check_step(out, state, x, self.hidden_size, self.num_layers, self.directions)  # a broken cell: one line
+        if carry is not None:
+            carry.state = detached(state)
         if self.many_to_one:
             last = out[:, -1, : self.hidden_size]  # forward direction after reading everything
             if self.directions == 2:  # backward direction after reading everything, i.e. at step 0

@@ -128,6 +128,16 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Fitted:
+    """Defaults a task fits to the user's data (`Task.fit_defaults`); every option still overrides them."""
+
+    rule: str  # one line saying what was measured and the rule, shown when training starts
+    model: Mapping[str, Any] = field(default_factory=dict)  # model hyperparameters (those the model has)
+    task: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Task:
     """A problem to learn: it makes the data, judges predictions and answers `zoo predict`."""
 
@@ -144,8 +154,11 @@ class Task:
     minimize: bool = False  # True when lower is better (errors, perplexity)
     format_metrics: Callable[[dict], str] | None = None  # metrics -> text for `zoo eval` (tables, say)
     plot: Callable[[Any, "TaskData", str, str], None] | None = None  # (model, data, split, png path): `zoo eval --plot`
-    predict: Callable[..., str] | None = None  # (model, **options) -> text for `zoo predict`
+    predict: Callable[..., Any] | None = None  # (model, **options) -> text, or an iterator of pieces to stream
     predict_params: tuple = ()  # click parameters `zoo predict WEIGHTS ...` accepts for this task
+    # (task config) -> Fitted or None: defaults sized to the user's data (a --text file, say), above the
+    # task's fixed suggestions and below presets and options; None keeps the fixed ones
+    fit_defaults: Callable[[Any], Fitted | None] | None = None
     plugin: str = ""
 
     def __post_init__(self):

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from zoo.budget import check_training_memory
 from zoo.config import to_dict
+from zoo.data import epoch_order
 from zoo.distributed import World, join, leave
 from zoo.plan import plan
 from zoo.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
@@ -315,7 +316,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             if epoch > schedule_end:
                 scheduler, schedule_end = schedule(epoch)
             epoch_start = shuffle.get_state()
-            batches = torch.randperm(len(train), generator=shuffle).to(device).split(config.batch_size)
+            batches = epoch_order(train, config.batch_size, shuffle, device)
             if at.batch == 0:
                 at.lr = optimizer.param_groups[0]["lr"]
             started = time.perf_counter() - at.seconds
@@ -567,6 +568,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
                 f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
                 f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
+            if p.note:
+                say(p.note)
             if resume and extended:
                 say(f"extending from {planned} to {p.train_config.epochs} epochs"
                     + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
