@@ -88,7 +88,8 @@ def test_charlm_streams_train_export_and_stream_predictions(runner, tmp_path):
     result = zoo_cli(runner, "predict", out, "--prompt", "the lazy", "-n", "40", "--temperature", "0.7")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("the lazy") and len(result.stdout) == len("the lazy") + 40 + 1
-    result = zoo_cli(runner, "eval", out)
+    assert "--text PATH" in one_line_error(zoo_cli(runner, "eval", out))  # the export's file is not opened
+    result = zoo_cli(runner, "eval", out, "--text", text)
     assert result.exit_code == 0 and "nats_per_char" in result.output, result.output
 
 

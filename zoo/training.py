@@ -510,8 +510,18 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                                f"(--epochs N extends it)")
             if init_from is not None:
                 raise ZooError("--init-from starts a new run; a resumed run continues from its own state")
+            init_card = None
         else:
-            p = plan(model, task, overrides)
+            init_card = None
+            if init_from is not None:  # its architecture and task settings, under the options given
+                init_from = weights_file(init_from)
+                init_card = read_card(init_from)
+                if (init_card.model, init_card.task) != (model, task):
+                    raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
+                                   f"{model} on {task} only if it is {model} on {task} too")
+            settled = {"model": to_dict(init_card.model_config), "task": to_dict(init_card.task_config)} if (
+                init_card) else None
+            p = plan(model, task, overrides, settled)
             export = Path(out) if out not in (None, True, False) else None
         dev = pick_device(device)
         if not force:  # settings that cannot fit are refused before any file, data or weights exist
@@ -520,13 +530,6 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
             if export is not None and not resume:
                 _check_out(export, run, p.task_config)
             check_writable(export or (run.dir if run else Path(RUNS_ROOT) / f"{model}-{task}") / EXPORT)
-        init_card = None
-        if init_from is not None:
-            init_from = weights_file(init_from)
-            init_card = read_card(init_from)
-            if (init_card.model, init_card.task) != (model, task):
-                raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
-                               f"{model} on {task} only if it is {model} on {task} too")
         threads = policy.start()
         data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
         torch.manual_seed(p.train_config.seed)
