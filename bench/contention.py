@@ -2,10 +2,12 @@
 
     python bench/contention.py [--rounds 1] [--workloads charlm,stock,mnist]
 
-Each workload is a whole `zoo train` command, timed from start to exit:
-  charlm  `zoo train lstm charlm -e 30` (the ship sentence, the course's windows)
-  stock   `zoo train lstm stock -e 100` on a generated 4,000-day price file (2,793 windows a step)
-  mnist   one epoch of `zoo train lstm mnist` on 10,240 generated 28x28 images: 40 MNIST-sized steps
+Each workload is a whole `zoo train` command; the table gives its training time (the epochs' seconds
+from the run's metrics.jsonl, where the threads matter) and its wall time (start to exit, which adds
+about 2.5 s of starting Python and importing torch):
+  charlm  `zoo train lstm charlm` (the course's ship sentence and windows, 100 epochs)
+  stock   `zoo train lstm stock -e 300` on a generated 4,000-day price file (2,793 windows a step)
+  mnist   one epoch of `zoo train lstm mnist` on 20,480 generated 28x28 images: 80 MNIST-sized steps
 Conditions: quiet (nothing started by this script), beside one and two pure-Python busy loops, and
 beside another `zoo train` (zoo's defaults). "torch" runs the same command with torch imported before
 zoo, so zoo cannot set the OpenMP wait policy, and with torch's own thread count; "zoo" is the
@@ -16,6 +18,7 @@ Targets (issue 9): zoo beside busy processes <= 1.5x its quiet time; zoo quiet <
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -39,12 +42,12 @@ def make_data(folder: Path) -> dict[str, list[str]]:
     raw = folder / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for prefix, count in (("train", 10_240 + 1_000), ("t10k", 200)):
+    for prefix, count in (("train", 20_480 + 1_000), ("t10k", 200)):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, count))
     return {
-        "charlm": ["lstm", "charlm", "-e", "30"],
-        "stock": ["lstm", "stock", "--data", str(prices), "--target-mode", "change", "-e", "100"],
+        "charlm": ["lstm", "charlm"],
+        "stock": ["lstm", "stock", "--data", str(prices), "--target-mode", "change", "-e", "300"],
         "mnist": ["lstm", "mnist", "--root", str(folder / "mnist"), "--no-download", "--val-size", "1000", "-e", "1",
                   "--precision", "fp32"],
     }
@@ -59,19 +62,23 @@ def other_training(folder: Path) -> subprocess.Popen:
                              "--run-dir", str(folder / "other"), "--overwrite"], stdout=subprocess.DEVNULL)
 
 
-def timed(mode: str, args: list[str], folder: Path, cap: float) -> float:
+def timed(mode: str, args: list[str], folder: Path, cap: float) -> tuple[float, float]:
+    """(training seconds, wall seconds) of one command; infinite when it ran past the cap."""
     command = [sys.executable, "-m", "zoo"] if mode == "zoo" else [sys.executable, "-c", TORCH_FIRST]
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ZOO_THREADS")}
     env["ZOO_LOAD_PLUGINS"] = ""
     extra = ["--threads", str(os.cpu_count())] if mode == "torch" else []  # torch's default: one per core
+    run = folder / f"run-{mode}"
     start = time.perf_counter()
     try:
-        subprocess.run(command + ["train", *args, *extra, "-q", "--run-dir", str(folder / f"run-{mode}"),
-                                  "--overwrite"], check=True, env=env, stdout=subprocess.DEVNULL, timeout=cap)
+        subprocess.run(command + ["train", *args, *extra, "-q", "--run-dir", str(run), "--overwrite"], check=True,
+                       env=env, stdout=subprocess.DEVNULL, timeout=cap)
     except subprocess.TimeoutExpired:
-        return float("inf")  # slower than the cap: shown as "> cap"
-    return time.perf_counter() - start
+        return float("inf"), float("inf")  # slower than the cap: shown as "> cap"
+    wall = time.perf_counter() - start
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return sum(row["seconds"] for row in epochs), wall
 
 
 def main() -> None:
@@ -96,25 +103,31 @@ def main() -> None:
                     time.sleep(1 if load else 0)  # let the load get going
                     for round_ in range(options.rounds):
                         for mode in (("zoo", "torch") if round_ % 2 == 0 else ("torch", "zoo")):
-                            seconds = timed(mode, workloads[name], folder, options.cap)
-                            results.setdefault((name, condition, mode), []).append(seconds)
-                            print(f"  {name:6} {condition:10} {mode:5} {seconds:7.2f} s", flush=True)
+                            train, wall = timed(mode, workloads[name], folder, options.cap)
+                            results.setdefault((name, condition, mode), []).append(train)
+                            results.setdefault((name, condition, mode + " wall"), []).append(wall)
+                            print(f"  {name:6} {condition:10} {mode:5} train {train:7.2f} s  wall {wall:7.2f} s",
+                                  flush=True)
                 finally:
                     for process in load:
                         process.kill()
                         process.wait()
         print(f"\nload average at the end {os.getloadavg()[0]:.2f}; medians of {options.rounds} round(s)\n")
-        print("| workload | condition | torch's defaults | zoo's default | zoo / torch | zoo / zoo quiet |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| workload | condition | train s, torch's defaults | train s, zoo's default | zoo / torch | "
+              "zoo / zoo quiet | wall s, torch / zoo |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+
+        def shown(value: float) -> str:
+            return f"> {options.cap:.0f}" if math.isinf(value) else f"{value:.2f}"
+
         for name in options.workloads.split(","):
             quiet = statistics.median(results[(name, "quiet", "zoo")]) if (name, "quiet", "zoo") in results else None
             for condition in options.conditions.split(","):
-                old = statistics.median(results[(name, condition, "torch")])
-                new = statistics.median(results[(name, condition, "zoo")])
+                old, new = (statistics.median(results[(name, condition, mode)]) for mode in ("torch", "zoo"))
+                walls = [statistics.median(results[(name, condition, f"{mode} wall")]) for mode in ("torch", "zoo")]
                 versus_quiet = f"{new / quiet:.2f}" if quiet else "-"
-                shown = [f"> {options.cap:.0f} s" if math.isinf(v) else f"{v:.1f} s" for v in (old, new)]
-                print(f"| {name} | {condition} | {shown[0]} | {shown[1]} | {new / old:.2f} | {versus_quiet} |")
-
+                print(f"| {name} | {condition} | {shown(old)} | {shown(new)} | {new / old:.2f} | {versus_quiet} | "
+                      f"{shown(walls[0])} / {shown(walls[1])} |")
 
 if __name__ == "__main__":
     main()
