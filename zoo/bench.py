@@ -37,7 +37,8 @@ from typing import Callable, Iterable
 from zoo.config import field_types, suggest
 from zoo.files import replace_atomically
 from zoo.registry import registry
-from zoo.runs import EXPORT, METRICS, Run
+from zoo.plotting import pyplot, save_figure
+from zoo.runs import Run
 from zoo.specs import TrainConfig, ZooError
 
 FORMAT = "zoo-bench/1"
@@ -584,13 +585,7 @@ def write_summary(results: Results, rows: list[dict], echo: Callable[[str], None
 
 def draw(rows: list[dict], path: Path) -> None:
     """Each task's headline metric against train time, a point per model (mean, with std bars)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        raise ZooError("--plot needs matplotlib: pip install 'rnn-zoo[plot]'") from None
+    plt = pyplot("--plot")
     entries = [e for e in summarize(rows) if e["mean"] is not None and e["train_seconds"] is not None]
     tasks = sorted({e["task"] for e in entries})
     figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
@@ -602,13 +597,7 @@ def draw(rows: list[dict], path: Path) -> None:
         axis.set_title(task)
         axis.set_xlabel("train seconds")
         axis.set_ylabel(next(e["metric"] for e in entries if e["task"] == task))
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=110)
-    except OSError as e:
-        raise ZooError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(figure)
+    save_figure(figure, path)
 
 
 def merge(sources: list[str], out: str = "results", plot: bool = False,

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from zoo.files import (made_dirs, process_alive, remove_empty, remove_stale_temporaries, replace_atomically,
                        write_bytes_atomically)
+from zoo.plotting import pyplot, save_figure
 from zoo.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
@@ -340,13 +341,7 @@ def summary(run: Run) -> dict[str, Any]:
 
 def plot_curves(run: Run, path: str | Path) -> None:
     """Loss, and each monitored metric, against the epoch, from the run's metrics log."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        raise ZooError("plotting needs matplotlib: pip install 'rnn-zoo[plot]'") from None
+    plt = pyplot("plotting")
     config, history = run.config(), run.history()
     if not history:
         raise ZooError(f"{run.dir} has no epochs logged yet")
@@ -367,10 +362,4 @@ def plot_curves(run: Run, path: str | Path) -> None:
     for axis in axes[1 + len(metrics):]:
         axis.set_visible(False)
     figure.suptitle(f"{config['model']} on {config['task']}")
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=110)
-    except OSError as e:
-        raise ZooError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(figure)
+    save_figure(figure, path)

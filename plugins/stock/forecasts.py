@@ -14,6 +14,7 @@ import torch
 
 import zoo
 from zoo.data import batched_outputs, device_of
+from zoo.plotting import pyplot, save_figure
 
 from .series import to_price
 
@@ -126,13 +127,7 @@ def report(metrics: dict) -> str:
 
 def plot(model, data: zoo.TaskData, split: str, path: str) -> None:
     """Truth, the network and the best baseline over the split's days, at the last horizon."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        raise zoo.ZooError("--plot needs matplotlib: pip install 'rnn-zoo[plot]'") from None
+    plt = pyplot("--plot")
     truth, guesses = forecasts(model, data, split)
     metrics = scores(truth, guesses)
     baseline = min((name for name in guesses if name != "model"), key=lambda n: metrics[PREFIX[n] + "rmse"])
@@ -146,10 +141,4 @@ def plot(model, data: zoo.TaskData, split: str, path: str) -> None:
     axes.set_ylabel(column)
     axes.set_title(f"{column} {horizon} trading day{'s' * (horizon > 1)} ahead, {split} days")
     axes.legend()
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as e:
-        raise zoo.ZooError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(figure)
+    save_figure(figure, path, dpi=120)
