@@ -18,11 +18,11 @@ first mistake (at most the first 500 characters).
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 
 import zoo
+from zoo.files import read_text as read_utf8
 
 SENTENCE = ("if you want to build a ship, don't drum up people together to collect wood and don't assign "
             "them tasks and work, but rather teach them to long for the endless immensity of the sea.")
@@ -54,17 +54,7 @@ class CharLMConfig:
 def read_text(config: CharLMConfig) -> str:
     if not config.text:
         return SENTENCE
-    path = Path(config.text)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise zoo.ZooError(f"text file {path} not found") from None
-    except OSError as e:
-        raise zoo.ZooError(f"cannot read text file {path}: {e.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise zoo.ZooError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    return read_utf8(config.text, "text file")
 
 
 def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:

@@ -17,6 +17,7 @@ from typing import Literal
 import click
 
 import zoo
+from zoo.files import read_text
 
 COURSE_PAIRS = (
     ("I feel hungry.", "나는 배가 고프다."),
@@ -86,14 +87,7 @@ def read_pairs(config: TranslateConfig) -> list[tuple[list[str], list[str]]]:
         name = "the course's pairs"
     else:
         path = Path(config.pairs)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise zoo.ZooError(f"pairs file {path} not found") from None
-        except UnicodeDecodeError as e:
-            raise zoo.ZooError(f"{path} is not UTF-8 text (byte {e.start})") from None
-        except OSError as e:
-            raise zoo.ZooError(f"cannot read {path}: {e.strerror}") from None
+        text = read_text(path, "pairs file")
         lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         name = str(path)
         if not lines:

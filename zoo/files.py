@@ -68,6 +68,25 @@ def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path
     return removed
 
 
+def read_text(path: str | Path, what: str, label: str | None = None) -> str:
+    """A UTF-8 text file (a leading byte-order mark dropped), or one line saying what is wrong with it.
+
+    `what` names the file's role ("text file", "price file"); `label` names it (default: its path)."""
+    from zoo.specs import ZooError
+
+    where = label or str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ZooError(f"{what} {where} not found") from None
+    except OSError as e:
+        raise ZooError(f"cannot read {what} {where}: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ZooError(f"{where} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
 def process_alive(pid: int | None) -> bool:
     if not pid or pid < 0:
         return False

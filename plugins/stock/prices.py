@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import zoo
+from zoo.files import read_text
 from zoo.config import suggest
 from zoo.download import DownloadError, fetch, sha256_of
 
@@ -60,15 +61,7 @@ def read_prices(path: Path, config, label: str | None = None) -> Prices:
     Yahoo's Date,Open,High,Low,Close,Adj Close,Volume; every problem is named with its line number.
     `label` names the file in messages (default: its path)."""
     where = label or str(path)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise zoo.ZooError(f"price file {where} not found") from None
-    except OSError as e:
-        raise zoo.ZooError(f"cannot read {where}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise zoo.ZooError(f"{where} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    text = read_text(path, "price file", where)
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     comments = [line.lstrip("# ").strip() for _, line in lines if line.lstrip().startswith("#")]
     rows = [(n, [cell.strip() for cell in next(csv.reader(io.StringIO(line)))])
