@@ -212,3 +212,15 @@ def wait_for(predicate, process, what: str, bound: float = 300) -> None:
             return
         time.sleep(0.01)
     pytest.fail(f"the process ended or stalled before {what}")
+
+
+@pytest.fixture(scope="session")
+def long_text(tmp_path_factory):
+    """Enough text that an epoch lasts a moment (about 0.4 s), so that a signal lands inside one."""
+    import torch
+
+    words = "the quick brown fox jumps over the lazy dog while zoo trains recurrent networks".split()
+    generator = torch.Generator().manual_seed(0)
+    path = tmp_path_factory.mktemp("text") / "text.txt"
+    path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
+    return path

@@ -75,15 +75,6 @@ def test_a_run_that_fails_before_training_leaves_no_folder(runner, tmp_path, arg
 
 
 # -- Ctrl-C and SIGTERM at any moment ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    words = "the quick brown fox jumps over the lazy dog while zoo trains recurrent networks".split()
-    generator = torch.Generator().manual_seed(0)
-    path = tmp_path_factory.mktemp("text") / "text.txt"
-    path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
-    return path
-
-
 def started_run(cwd):
     runs = list((cwd / "checkpoints").glob("*")) if (cwd / "checkpoints").is_dir() else []
     return runs[0] if runs else None
@@ -94,8 +85,8 @@ def started_run(cwd):
     (signal.SIGINT, "first epoch"), (signal.SIGTERM, "first epoch"),
     (signal.SIGINT, "later epoch"),
 ])
-def test_a_signal_at_any_moment_ends_in_one_line_and_a_consistent_folder(tmp_path, text_file, sig, point):
-    command = [*ZOO, "train", "gru", "charlm", "--text", str(text_file), "--stride", "2", "-e", "30",
+def test_a_signal_at_any_moment_ends_in_one_line_and_a_consistent_folder(tmp_path, long_text, sig, point):
+    command = [*ZOO, "train", "gru", "charlm", "--text", str(long_text), "--stride", "2", "-e", "30",
                "--hidden-size", "32", "--threads", "1"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if point == "importing":  # the command has started, torch is still loading

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 import zoo
@@ -19,16 +18,6 @@ from zoo.runs import Run
 
 def quiet(line):
     pass
-
-
-@pytest.fixture(scope="module")
-def long_text(tmp_path_factory):
-    """Enough text that an epoch lasts a moment (about 0.4 s), so that a signal lands inside one."""
-    words = "the quick brown fox jumps over the lazy dog while zoo trains recurrent networks".split()
-    generator = torch.Generator().manual_seed(0)
-    path = tmp_path_factory.mktemp("text") / "text.txt"
-    path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
-    return path
 
 
 def command(text, run_dir, *extra):

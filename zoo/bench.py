@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from zoo.config import field_types, suggest
-from zoo.files import replace_atomically
+from zoo.files import read_jsonl, replace_atomically
 from zoo.registry import registry
 from zoo.plotting import pyplot, save_figure
 from zoo.runs import Run
@@ -200,24 +200,7 @@ class Results:
 
     def rows(self) -> list[dict]:
         """The finished rows; a last line cut short by a kill is left out (its cell runs again)."""
-        try:
-            lines = [line for line in self.file.read_text(errors="replace").splitlines() if line.strip()]
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise ZooError(f"cannot read {self.file}: {e.strerror or e}") from None
-        rows = []
-        for number, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                row = None
-            if not isinstance(row, dict) or not all(k in row for k in ("model", "task", "seed", "value")):
-                if number == len(lines):
-                    break
-                raise ZooError(f"{self.file} is damaged (line {number} is not a result)")
-            rows.append(row)
-        return rows
+        return read_jsonl(self.file, lambda row: all(k in row for k in ("model", "task", "seed", "value")), "a result")
 
     def open(self, recipe: dict) -> None:
         """Make or reopen the folder for `recipe`, and hold its lock; refuse another recipe's folder."""

@@ -87,6 +87,33 @@ def read_text(path: str | Path, what: str, label: str | None = None) -> str:
         raise ZooError(f"{where} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
 
 
+def read_jsonl(path: Path, valid: Callable[[dict], bool], what: str) -> list[dict]:
+    """The records of a JSON-lines log that a process appends to. A last line cut short by a kill is
+    left out (the writer's saved state does not count it either); damage elsewhere is one line."""
+    import json
+
+    from zoo.specs import ZooError
+
+    try:
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ZooError(f"cannot read {path}: {e.strerror or e}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if not isinstance(record, dict) or not valid(record):
+            if number == len(lines):
+                break
+            raise ZooError(f"{path} is damaged (line {number} is not {what})")
+        records.append(record)
+    return records
+
+
 def process_alive(pid: int | None) -> bool:
     if not pid or pid < 0:
         return False

@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.files import (made_dirs, process_alive, remove_empty, remove_stale_temporaries, replace_atomically,
-                       write_bytes_atomically)
+from zoo.files import (made_dirs, process_alive, read_jsonl, remove_empty, remove_stale_temporaries,
+                       replace_atomically, write_bytes_atomically)
 from zoo.plotting import pyplot, save_figure
 from zoo.specs import ZooError
 
@@ -178,25 +178,7 @@ class Run:
 
     def history(self) -> list[dict]:
         """The logged epochs. A last line cut short by a kill is left out; damage elsewhere is an error."""
-        try:
-            lines = (self.dir / METRICS).read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise ZooError(f"cannot read {self.dir / METRICS}: {e.strerror or e}") from None
-        lines = [line for line in lines if line.strip()]
-        rows = []
-        for number, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                row = None
-            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
-                if number == len(lines):
-                    break  # torn by a kill while it was written: the state does not count that epoch either
-                raise ZooError(f"{self.dir / METRICS} is damaged (line {number} is not an epoch's record)")
-            rows.append(row)
-        return rows
+        return read_jsonl(self.dir / METRICS, lambda row: isinstance(row.get("epoch"), int), "an epoch's record")
 
     def keep_history(self, epochs: int) -> None:
         """Forget log lines of epochs after `epochs` (written before a kill, but not in the saved state),
