@@ -299,3 +299,24 @@ def test_mistyped_options_suggest_the_right_one_as_typed(runner):
     assert "Did you mean '--epochs'?" in one_line_error(zoo_cli(runner, "resume", "somewhere", "--epoch", "3"))
     line = one_line_error(zoo_cli(runner, "resume", "somewhere", "--fast"))
     assert "zoo resume takes --epochs, --device, --threads, --quiet" in line
+    assert "--overwrite replaces the run in --run-dir" in one_line_error(zoo_cli(runner, "train", "rnn", "hihello",
+                                                                                "--overwrite"))
+
+
+def test_a_run_name_works_where_a_run_folder_does(runner, tmp_path):
+    assert zoo_cli(runner, "train", "rnn", "hihello", "-e", "3", "-q").exit_code == 0
+    assert zoo_cli(runner, "train", "rnn", "hihello", "-e", "3", "-q").exit_code == 0
+    result = zoo_cli(runner, "resume", "rnn-hihello-2", "--epochs", "5", "-q")
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in Run(tmp_path / "checkpoints" / "rnn-hihello-2").history()] == [1, 2, 3, 4, 5]
+    assert zoo_cli(runner, "plot", "rnn-hihello", "--out", "c.png").exit_code == 0
+    line = one_line_error(zoo_cli(runner, "resume", "rnn-hihello", "--epochs", "3"))
+    assert "has finished its 3 epochs" in line and "N above 3" in line
+
+
+def test_openmp_thread_lists_are_honoured(monkeypatch):
+    monkeypatch.delenv("ZOO_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")
+    assert threads.prepare().fixed == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")  # OpenMP ignores it; so does zoo
+    assert threads.prepare().source == "adaptive"

@@ -175,7 +175,7 @@ def test_resume_accepts_the_settings_it_started_with(runner, saved_run):
     result = zoo_cli(runner, "train", "gru", "hihello", "--resume", "--epochs", "30", "--hidden-size", "8", "-q")
     assert result.exit_code == 0, result.output
     assert Run(run).state_info()["status"] == "finished"
-    assert "has finished and exported" in one_line_error(zoo_cli(runner, "resume", run))
+    assert "has finished its 30 epochs and exported" in one_line_error(zoo_cli(runner, "resume", run))
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(

@@ -103,10 +103,11 @@ class ZooGroup(click.Group):
         except ZooError as e:  # may quote a file's contents: escaped, and kept to one line
             raise UserError(printable(str(e), newlines=False)) from None
         except click.NoSuchOption as e:
-            command = e.ctx.command if e.ctx else None
-            takes = [opt for param in (command.params if command else []) if isinstance(param, click.Option)
+            params = e.ctx.command.get_params(e.ctx) if e.ctx else []
+            takes = [opt for param in params if isinstance(param, click.Option) and param.name != "help"
                      for opt in param.opts if opt.startswith("--")]
-            hint = f" ({e.ctx.command_path} takes {', '.join(takes)})" if takes and not e.possibilities else ""
+            known = "--help shows" in e.format_message()  # zoo predict says already where to look
+            hint = f" ({e.ctx.command_path} takes {', '.join(takes)})" if takes and not known else ""
             raise UserError(e.format_message() + hint, e.exit_code) from None
         except click.UsageError as e:
             raise UserError(e.format_message(), e.exit_code) from None
@@ -291,6 +292,9 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
     the resumable state and the export model.safetensors. Ctrl-C stops between two steps and saves
     the state for `zoo resume RUN_DIR`.
     """
+    if overwrite and not run_dir:
+        raise ZooError("--overwrite replaces the run in --run-dir DIR; without --run-dir every run gets a folder of "
+                       "its own and none is replaced")
     reg = registry()
     spec, job = reg.get_model(model), reg.get_task(task)
     chosen = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
@@ -320,6 +324,14 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
         raise Stopped(str(e), exit_code=128 + e.signal) from None
 
 
+def _run_folder(path: str) -> str:
+    """A run folder as given, or a run's name (MODEL-TASK-2, say) under checkpoints/."""
+    from zoo.runs import RUNS_ROOT
+
+    named = os.path.join(RUNS_ROOT, path)
+    return named if not os.path.exists(path) and os.sep not in path and os.path.isdir(named) else path
+
+
 @cli.command("resume")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("-e", "--epochs", type=int, help="extend the run to this many epochs in all")
@@ -334,6 +346,7 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     """
     from zoo.runs import Run
 
+    run_dir = _run_folder(run_dir)
     info = Run(run_dir).state_info()
     pairs = [f"train.epochs={epochs}"] if epochs is not None else []
     _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run_dir, resume=True,
@@ -371,6 +384,7 @@ def plot_command(run_dir, out):
     """Draw a run's loss and metric curves (matplotlib)."""
     from zoo.runs import Run, plot_curves
 
+    run_dir = _run_folder(run_dir)
     out = out or os.path.join(run_dir, "curves.png")
     plot_curves(Run(run_dir), out)
     click.echo(f"plotted {run_dir} to {out}")

@@ -50,7 +50,8 @@ def prepare(threads: str | int | None = None) -> "Policy":
     if fixed is None:
         fixed, source = parse_threads(os.environ.get(THREADS_ENV), THREADS_ENV), THREADS_ENV
     if fixed is None and os.environ.get("OMP_NUM_THREADS"):
-        fixed, source = parse_threads(os.environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
+        first = os.environ["OMP_NUM_THREADS"].split(",")[0]  # OpenMP's "2,1" sets nested levels too
+        fixed, source = (int(first), "OMP_NUM_THREADS") if first.strip().isdigit() and int(first) > 0 else (None, "")
     return Policy(fixed, source if fixed is not None else "adaptive")
 
 

@@ -506,8 +506,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
             extended = p.train_config.epochs > planned
             export = run.export_path if out is None else Path(out)
             if info.get("status") == "finished" and not extended and out is None and export.is_file():
-                raise ZooError(f"the run in {run.dir} has finished and exported {export}: nothing to resume "
-                               f"(--epochs N extends it)")
+                raise ZooError(f"the run in {run.dir} has finished its {planned} epochs and exported {export}: "
+                               f"nothing to resume (--epochs N, N above {planned}, extends it)")
             if init_from is not None:
                 raise ZooError("--init-from starts a new run; a resumed run continues from its own state")
             init_card = None
