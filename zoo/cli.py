@@ -104,8 +104,8 @@ class ZooGroup(click.Group):
             raise UserError(printable(str(e), newlines=False)) from None
         except click.NoSuchOption as e:
             params = e.ctx.command.get_params(e.ctx) if e.ctx else []
-            takes = [opt for param in params if isinstance(param, click.Option) and param.name != "help"
-                     for opt in param.opts if opt.startswith("--")]
+            takes = [opt for param in params if isinstance(param, click.Option)
+                     for opt in param.opts if opt.startswith("--") and opt != "--help"]
             known = "--help shows" in e.format_message()  # zoo predict says already where to look
             hint = f" ({e.ctx.command_path} takes {', '.join(takes)})" if takes and not known else ""
             raise UserError(e.format_message() + hint, e.exit_code) from None
