@@ -106,7 +106,7 @@ class ZooGroup(click.Group):
             params = e.ctx.command.get_params(e.ctx) if e.ctx else []
             takes = [opt for param in params if isinstance(param, click.Option)
                      for opt in param.opts if opt.startswith("--") and opt != "--help"]
-            known = "--help shows" in e.format_message()  # zoo predict says already where to look
+            known = "shows what it takes" in e.format_message()  # zoo predict says already where to look
             hint = f" ({e.ctx.command_path} takes {', '.join(takes)})" if takes and not known else ""
             raise UserError(e.format_message() + hint, e.exit_code) from None
         except click.UsageError as e:
