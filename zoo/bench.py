@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from zoo.config import field_types, suggest
-from zoo.files import read_jsonl, replace_atomically
+from zoo.files import FolderLock, read_jsonl, replace_atomically
 from zoo.registry import registry
 from zoo.plotting import pyplot, save_figure
 from zoo.runs import Run
@@ -43,11 +43,6 @@ from zoo.specs import TrainConfig, ZooError
 
 FORMAT = "zoo-bench/1"
 RECIPE, RESULTS, SUMMARY, PLOT, LOCK = "bench.json", "results.jsonl", "summary.md", "summary.png", ".lock"
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; one bench per folder is then the user's to keep
-    fcntl = None
 
 
 class Stopped(ZooError):
@@ -180,7 +175,7 @@ class Results:
 
     def __init__(self, folder: str | Path):
         self.dir = Path(folder)
-        self._lock_fd: int | None = None
+        self._lock = FolderLock(self.dir, LOCK)
         self._write = threading.Lock()
 
     @property
@@ -234,24 +229,12 @@ class Results:
             replace_atomically(self.file, lambda tmp: Path(tmp).write_bytes(kept))
 
     def lock(self) -> None:
-        if fcntl is None:
-            return
-        fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            pid = (self.dir / LOCK).read_text().strip()
-            raise ZooError(f"{self.dir} is in use by another zoo bench (pid {pid or '?'}); wait for it, or give "
-                           f"another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        if not self._lock.acquire():
+            raise ZooError(f"{self.dir} is in use by another zoo bench (pid {self._lock.holder() or '?'}); wait for "
+                           f"it, or give another --out")
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     def add(self, row: dict) -> None:
         """Append a row in one write, flushed to disk: a kill leaves at most a torn last line."""

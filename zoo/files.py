@@ -6,11 +6,19 @@ and recognisable afterwards as left by a process that is gone.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from zoo.specs import ZooError
+
+try:
+    import fcntl
+except ImportError:  # Windows: a lock file created exclusively, stale once its process is gone
+    fcntl = None
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -72,8 +80,6 @@ def read_text(path: str | Path, what: str, label: str | None = None) -> str:
     """A UTF-8 text file (a leading byte-order mark dropped), or one line saying what is wrong with it.
 
     `what` names the file's role ("text file", "price file"); `label` names it (default: its path)."""
-    from zoo.specs import ZooError
-
     where = label or str(path)
     try:
         raw = Path(path).read_bytes()
@@ -91,8 +97,6 @@ def read_jsonl(path: Path, valid: Callable[[dict], bool], what: str) -> list[dic
     """The records of a JSON-lines log that a process appends to. A last line cut short by a kill is
     left out (the writer's saved state does not count it either); damage elsewhere is one line."""
     import json
-
-    from zoo.specs import ZooError
 
     try:
         lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
@@ -112,6 +116,82 @@ def read_jsonl(path: Path, valid: Callable[[dict], bool], what: str) -> list[dic
             raise ZooError(f"{path} is damaged (line {number} is not {what})")
         records.append(record)
     return records
+
+
+class FolderLock:
+    """One writing process per folder: a lock file held with flock, the holder's pid inside.
+
+    flock's lock goes with the process, so a killed holder leaves no stale lock behind; the file is
+    removed on release."""
+
+    def __init__(self, folder: Path, name: str = ".lock"):
+        self.path = Path(folder) / name
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock (the folder must exist); False when another live process holds it."""
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
+            except FileExistsError:  # no fcntl: an existing lock file is stale only if its process is gone
+                if process_alive(self.holder()):
+                    return False
+                self.path.unlink(missing_ok=True)
+                continue
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EAGAIN, errno.EACCES):
+                    return False
+                raise
+            try:  # the holder before us may have removed the file after we opened it: lock the current one
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """The pid written in the lock file, or None."""
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def in_use(self) -> bool:
+        """Whether another process holds the lock now."""
+        if not self.path.is_file():
+            return False
+        if fcntl is None:
+            return process_alive(self.holder())
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock taken just to look
+        return False
 
 
 def process_alive(pid: int | None) -> bool:

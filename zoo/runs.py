@@ -16,15 +16,14 @@ one left. Only torch-free code here, so `zoo runs` stays fast.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.files import (made_dirs, process_alive, read_jsonl, remove_empty, remove_stale_temporaries,
-                       replace_atomically, write_bytes_atomically)
+from zoo.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries, replace_atomically,
+                       write_bytes_atomically)
 from zoo.plotting import pyplot, save_figure
 from zoo.specs import ZooError
 
@@ -32,16 +31,10 @@ CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.sa
 STATE_FORMAT = "zoo-state/1"
 RUNS_ROOT = "checkpoints"
 
-try:
-    import fcntl
-except ImportError:  # Windows: a lock file created exclusively, with a stale-pid check
-    fcntl = None
-
-
 class Run:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
-        self._lock_fd: int | None = None
+        self._lock = FolderLock(self.dir, LOCK)
         self.made_parents: list[Path] = []
 
     def __repr__(self) -> str:
@@ -80,42 +73,15 @@ class Run:
 
     # -- one writer ---------------------------------------------------------------------------
     def lock(self) -> None:
-        """Become the one process writing this run, or say in one line who is.
-
-        flock's lock goes with the process: a killed run leaves no stale lock behind."""
+        """Become the one process writing this run, or say in one line who is."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / LOCK
-        while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
-            except FileExistsError:  # no fcntl: an existing lock file is stale only if its process is gone
-                if process_alive(self.locked_by()):
-                    raise self._busy() from None
-                path.unlink(missing_ok=True)
-                continue
-            if fcntl is None:
-                break
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                if e.errno in (errno.EAGAIN, errno.EACCES):
-                    raise self._busy() from None
-                raise
-            try:  # the holder before us may have removed the file after we opened it: lock the current one
-                if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        if not self._lock.acquire():
+            raise self._busy()
         remove_stale_temporaries(self.dir)  # ours alone now: whatever a killed writer left can go
 
     @property
     def locked(self) -> bool:
-        return self._lock_fd is not None
+        return self._lock.held
 
     def discard(self) -> None:
         """Remove a run that never saved a state (the caller holds the lock), and its folder if empty."""
@@ -125,35 +91,15 @@ class Run:
         remove_empty([self.dir, *self.made_parents])  # --run-dir may hold the user's other files: then it stays
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            (self.dir / LOCK).unlink(missing_ok=True)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     def locked_by(self) -> int | None:
         """The pid written in the lock file, or None."""
-        try:
-            return int((self.dir / LOCK).read_text().strip() or 0) or None
-        except (OSError, ValueError):
-            return None
+        return self._lock.holder()
 
     def in_use(self) -> bool:
         """Whether another process is writing this run now."""
-        if not (self.dir / LOCK).is_file():
-            return False
-        if fcntl is None:
-            return process_alive(self.locked_by())
-        try:
-            fd = os.open(self.dir / LOCK, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)  # closing drops a lock we took just to look
-        return False
+        return self._lock.in_use()
 
     def _busy(self) -> ZooError:
         pid = self.locked_by()
