@@ -455,13 +455,9 @@ def _check_out(out: Path, run: Run | None, task_config: Any) -> None:
 
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
     """Load an export's weights into a freshly built network of the same architecture."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from zoo.checkpoint import load
 
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise ZooError(f"--init-from {path} cannot be read ({e})") from None
+    tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
     expected = net.state_dict()
     different = [f"{k} is {tuple(tensors[k].shape)} there, {tuple(v.shape)} here" for k, v in expected.items()
                  if k in tensors and tensors[k].shape != v.shape]
