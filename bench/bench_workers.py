@@ -63,7 +63,7 @@ def main() -> None:
         print(f"--workers {workers} --threads {threads}: {seconds:.1f} s, load average {loads[workers, threads]} on "
               f"{os.cpu_count()} CPUs", flush=True)
     first = times[1, 2]
-    print(f"\n| workers x threads | wall time | load average | speed-up over 1 x 2 |\n| --- | --- | --- | --- |")
+    print("\n| workers x threads | wall time | load average | speed-up over 1 x 2 |\n| --- | --- | --- | --- |")
     for (workers, threads), seconds in times.items():
         print(f"| {workers} x {threads} | {seconds:.1f} s | {loads[workers, threads]} | {first / seconds:.2f}x |")
 

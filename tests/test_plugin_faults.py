@@ -1,6 +1,5 @@
 """Plugins cannot take zoo down: every fault is one warning line naming the plugin, and zoo goes on."""
 
-import os
 import signal
 
 import pytest
