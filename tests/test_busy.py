@@ -180,7 +180,8 @@ def test_init_from_mistakes_are_one_line_and_write_nothing(runner, tmp_path):
     cases = [
         (["gru", "charlm", "--init-from", "ship"], "is lstm on charlm"),
         (["lstm", "hihello", "--init-from", "ship"], "is lstm on charlm"),
-        (["lstm", "charlm", "--init-from", damaged], "is truncated"),
+        (["lstm", "charlm", "--init-from", damaged], f"--init-from {damaged} is truncated"),
+        (["lstm", "charlm", "--init-from", "nowhere"], "--init-from nowhere: no such file, and no run named"),
         (["lstm", "charlm", "--init-from", "ship", "--hidden-size", "16"], "does not fit the network"),
         (["lstm", "charlm", "--init-from", "ship", "--text", other], "characters the model never saw"),
         (["lstm", "charlm", "--init-from", "nowhere.safetensors"], "no such file"),

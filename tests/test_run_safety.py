@@ -113,6 +113,15 @@ def test_predict_on_an_unfinished_run_says_how_to_resume(runner, stopped_run):
     assert "has no export yet" in line and f"zoo resume {stopped_run}" in line
 
 
+def test_a_run_name_without_an_export_or_no_run_at_all_is_one_line(runner, stopped_run):
+    for command in ("info", "eval"):  # cwd is the stopped run's work folder
+        line = one_line_error(zoo_cli(runner, command, "gru-hihello"))
+        assert "has no export yet" in line and "zoo resume" in line
+        assert "no run named lstm-hihello under checkpoints/" in one_line_error(zoo_cli(runner, command, "lstm-hihello"))
+        assert "checkpoints/nowhere: no such file or run folder" in one_line_error(
+            zoo_cli(runner, command, "checkpoints/nowhere"))
+
+
 def test_two_writers_never_share_a_run_folder(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog " * 400)

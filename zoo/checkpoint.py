@@ -87,7 +87,7 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
 def weights_file(path: str | Path) -> Path:
     """The export a path stands for: the file itself, a run folder's export, or a run's name
     (MODEL-TASK: the newest run of that pair under checkpoints/ that has an export)."""
-    from zoo.runs import Run, runs_of
+    from zoo.runs import RUNS_ROOT, Run, runs_of
 
     path = Path(path)
     if path.is_dir():
@@ -95,11 +95,17 @@ def weights_file(path: str | Path) -> Path:
         if not run.export_path.exists():
             raise ZooError(run.why_no_export())
         return run.export_path
-    if not path.exists() and len(path.parts) == 1:
-        runs = [run for run in reversed(runs_of(path.name)) if run.export_path.is_file()]
+    if path.exists() or path.is_symlink() or path.suffix == ".safetensors":
+        return path  # check_regular_file says what is wrong with it
+    if len(path.parts) == 1:
+        runs = runs_of(path.name)
+        with_export = [run for run in reversed(runs) if run.export_path.is_file()]
+        if with_export:
+            return with_export[0].export_path
         if runs:
-            return runs[0].export_path
-    return path
+            raise ZooError(runs[-1].why_no_export())
+        raise ZooError(f"{path}: no such file, and no run named {path} under {RUNS_ROOT}/ (zoo runs lists them)")
+    raise ZooError(f"{path}: no such file or run folder")
 
 
 def check_regular_file(path: Path) -> int:

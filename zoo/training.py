@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -453,11 +453,23 @@ def _check_out(out: Path, run: Run | None, task_config: Any) -> None:
         raise ZooError(f"--out {out} would overwrite a run's own {target.name}; choose another file for the export")
 
 
+@contextlib.contextmanager
+def _named(option: str) -> Iterator[None]:
+    """Prefix the one-line errors raised inside with the option they came from."""
+    try:
+        yield
+    except ZooError as e:
+        if str(e).startswith(option):
+            raise
+        raise ZooError(f"{option} {e}") from None
+
+
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
     """Load an export's weights into a freshly built network of the same architecture."""
     from zoo.checkpoint import load
 
-    tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
+    with _named("--init-from"):
+        tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
     expected = net.state_dict()
     different = [f"{k} is {tuple(tensors[k].shape)} there, {tuple(v.shape)} here" for k, v in expected.items()
                  if k in tensors and tensors[k].shape != v.shape]
@@ -510,8 +522,9 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
         else:
             init_card = None
             if init_from is not None:  # its architecture and task settings, under the options given
-                init_from = weights_file(init_from)
-                init_card = read_card(init_from)
+                with _named("--init-from"):
+                    init_from = weights_file(init_from)
+                    init_card = read_card(init_from)
                 if (init_card.model, init_card.task) != (model, task):
                     raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
                                    f"{model} on {task} only if it is {model} on {task} too")
