@@ -98,6 +98,27 @@ def test_train_help_lists_the_pairs_hyperparameters(runner):
         assert option in result.output
 
 
+def help_value(output, option):
+    """The [now: ...] value --help shows for an option (its description may wrap)."""
+    text = " ".join(output.split("Hyperparameters of model", 1)[1].split())
+    return text.split(f"{option} ", 1)[1].split("[now: ", 1)[1].split("]", 1)[0]
+
+
+def test_train_help_shows_the_values_the_command_line_would_train_with(runner, tmp_path, long_text):
+    given = zoo_cli(runner, "train", "lstm", "charlm", "-e", "7", "--hidden-size", "5", "-o", "lr=0.3", "--threads",
+                    "1", "-q", "--help")
+    assert given.exit_code == 0, given.output
+    assert [help_value(given.output, o) for o in ("--hidden-size", "--epochs", "--lr")] == ["5", "7", "0.3"]
+    fitted = zoo_cli(runner, "train", "lstm", "charlm", "--text", long_text, "--help").output
+    assert help_value(fitted, "--hidden-size") == "128" and help_value(fitted, "--bptt") == "100"
+    assert "Defaults for this data: hidden_size=128" in " ".join(fitted.split())
+    level = zoo_cli(runner, "train", "lstm", "stock", "--target-mode", "level", "--help").output
+    assert help_value(level, "--weight-decay") == "0.0"  # stock's weight decay is for returns only
+    assert help_value(zoo_cli(runner, "train", "lstm", "stock", "--help").output, "--weight-decay") == "0.1"
+    typo = zoo_cli(runner, "train", "lstm", "charlm", "--hiden-size", "5", "--help")  # still the pair's defaults
+    assert typo.exit_code == 0 and help_value(typo.output, "--hidden-size") == "64"
+
+
 def test_predict_help_shows_the_task_options(runner, tmp_path):
     out = tmp_path / "lm.safetensors"
     zoo_cli(runner, "train", "rnn", "charlm", "--out", out, "-e", "1", "-q")

@@ -243,11 +243,17 @@ class TrainCommand(click.Command):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from zoo.plan import plan
 
-        names = [a for a in ctx.meta.get("zoo.args", []) if not a.startswith("-")][:2]
-        try:
-            p = plan(*names) if len(names) == 2 else None
-        except ZooError:
-            p = None
+        args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
+        given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
+        p = None
+        if given.get("model") and given.get("task"):
+            try:  # the values this command line would train with: its options, and defaults fitted to its data
+                p = plan(given["model"], given["task"], _override_pairs(**given))
+            except ZooError:
+                try:
+                    p = plan(given["model"], given["task"])
+                except ZooError:
+                    pass
         if p is None:
             formatter.write_paragraph()
             formatter.write_text("Any hyperparameter of the model, the task or the training loop can be given as "
@@ -260,6 +266,9 @@ class TrainCommand(click.Command):
             if rows:
                 with formatter.section(f"Hyperparameters of {title}"):
                     formatter.write_dl(rows)
+        if p.note:
+            formatter.write_paragraph()
+            formatter.write_text(f"{p.note[:1].upper()}{p.note[1:]}.")  # what the run would say when it starts
 
 
 @cli.command(cls=TrainCommand, context_settings={"ignore_unknown_options": True})
@@ -295,15 +304,20 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
     if overwrite and not run_dir:
         raise ZooError("--overwrite replaces the run in --run-dir DIR; without --run-dir every run gets a folder of "
                        "its own and none is replaced")
+    pairs = _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings)
+    _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
+                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force)
+
+
+def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, **_) -> list[str]:
+    """`key=value` strings for plan(): train's own options, then --name value hyperparameters, then -o."""
     reg = registry()
     spec, job = reg.get_model(model), reg.get_task(task)
     chosen = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
     pairs = [f"train.{k}={v}" for k, v in chosen.items() if v is not None]
-    options = tuple(o for param in click.get_current_context().command.params for o in getattr(param, "opts", ())
-                    if o.startswith("--"))
-    pairs += option_pairs(list(hyperparameters), [spec.config, job.config, TrainConfig], options) + list(settings)
-    _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
-                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force)
+    options = tuple(o for param in train.params for o in getattr(param, "opts", ()) if o.startswith("--"))
+    return pairs + option_pairs(list(hyperparameters or ()), [spec.config, job.config, TrainConfig], options) + list(
+        settings or ())
 
 
 def _run_training(model, task, pairs, *, quiet, threads, **options):
