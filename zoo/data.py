@@ -82,13 +82,6 @@ class Carry:
         return self
 
 
-def detached(state):
-    """A recurrent state (a tensor, or a tuple such as an LSTM's (h, c)) cut from its graph."""
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return type(state)(detached(s) for s in state)
-
-
 class Streams:
     """One long series read as contiguous streams, for truncated backpropagation through time.
 

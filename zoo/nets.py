@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.data import Carry, detached
-from zoo.layers import check_step
+from zoo.data import Carry
+from zoo.layers import check_step, map_state
 from zoo.specs import MANY_TO_ONE, Problem
 
 
@@ -39,7 +39,7 @@ class RecurrentNet(nn.Module):
         out, state = self.rnn(x, carry.state if carry is not None else None)
         check_step(out, state, x, self.hidden_size, self.num_layers, self.directions)  # a broken cell: one line
         if carry is not None:
-            carry.state = detached(state)
+            carry.state = map_state(torch.Tensor.detach, state)
         if self.many_to_one:
             last = out[:, -1, : self.hidden_size]  # forward direction after reading everything
             if self.directions == 2:  # backward direction after reading everything, i.e. at step 0

@@ -52,8 +52,7 @@ def check(function: Callable) -> Callable:
         except CheckFailed as e:
             raise CheckFailed(f"{function.__name__}: {e}") from None
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise CheckFailed(f"{function.__name__}: raised {type(e).__name__}: {first}") from e
+            raise CheckFailed(f"{function.__name__}: raised {_registry.describe(e)}") from e
 
     return run
 
@@ -263,12 +262,11 @@ def tiny_regression(samples: int = 64):
 @check
 def check_trains(cell: Cell) -> None:
     """A short training run (many-to-one regression through zoo's network) lowers the loss."""
-    from zoo.nets import RecurrentNet
+    from zoo.cells import build_recurrent_net
 
     torch.manual_seed(0)
     problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=1, input_size=INPUT, regression=True)
-    net = RecurrentNet(lambda config, size: recurrent(cell.make_cell, config, size, cell.native_layers),
-                       cell.settings(hidden_size=16), problem)
+    net = build_recurrent_net(cell.make_cell, cell.native_layers, cell.settings(hidden_size=16), problem)
     x, y = tiny_regression()
     optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
     losses = []
