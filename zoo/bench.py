@@ -18,8 +18,8 @@ workers import torch, this module does not.
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import math
 import os
 import platform
 import shlex
@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 
 from zoo.config import field_types, suggest
 from zoo.files import FolderLock, read_jsonl, replace_atomically
-from zoo.registry import registry
+from zoo.registry import matching, registry
 from zoo.plotting import pyplot, save_figure
 from zoo.runs import Run
 from zoo.specs import TrainConfig, ZooError
@@ -70,7 +70,7 @@ def expand(patterns: str, names: Iterable[str], kind: str) -> list[str]:
     """`lstm*,gru` -> the registered names matching any item; an item that matches nothing is an error."""
     names, chosen = sorted(names), []
     for item in [p.strip() for p in patterns.split(",")]:
-        found = [n for n in names if fnmatch.fnmatchcase(n, item)] if item else []
+        found = matching(names, item) if item else []
         if not found:
             raise ZooError(f"no {kind} matches {item!r} ({kind}s: {', '.join(names)}){suggest(item, names)}")
         chosen += [n for n in found if n not in chosen]
@@ -281,15 +281,15 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
     export = run.export_path
     card = card_of(export)
     _, tensors = read_header(export)
-    task = registry().tasks.get(cell.task)
-    metric = task.metric if task is not None else run.config().get("metric", "")
+    config = run.config()  # the task's headline metric and its direction, as the run recorded them
+    metric = config["metric"]
     history = run.history()
     seconds = sum(r["seconds"] for r in history)
     samples = sum(r["samples_per_s"] * r["seconds"] for r in history)
     metrics = {k: v for k, v in card["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    params = sum(_product(entry["shape"]) for entry in tensors.values())
+    params = sum(math.prod(entry["shape"]) for entry in tensors.values())
     return {"model": cell.model, "task": cell.task, "seed": cell.seed, "metric": metric,
-            "minimize": bool(task.minimize) if task is not None else bool(run.config().get("minimize")),
+            "minimize": bool(config["minimize"]),
             "value": metrics.get(metric), "split": card["metrics"].get("split"), "metrics": metrics,
             "parameters": params, "epochs": len(history), "train_seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3), "samples_per_s": round(samples / seconds, 1) if seconds else None,
@@ -298,13 +298,6 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
             "cpu": cpu_name(), "command": shlex.join(["zoo", *command]),
             "run": os.path.relpath(run.dir, results.dir),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def _product(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 class Workers:
@@ -386,12 +379,6 @@ def last_line(path: Path) -> str:
 
 # -- the command ------------------------------------------------------------------------------
 
-def default_workers() -> int:
-    from zoo.threads import usable_cpus
-
-    return usable_cpus()
-
-
 def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None = None, out: str = "results",
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
           threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
@@ -416,7 +403,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
     try:
         done = {(r["model"], r["task"], r["seed"]) for r in results.rows()}
         todo = [c for c in mine if (c.model, c.task, c.seed) not in done]
-        workers = min(workers or default_workers(), max(len(todo), 1))
+        workers = min(workers or usable_cpus(), max(len(todo), 1))
         threads = fixed or max(1, usable_cpus() // workers)  # workers x threads <= cores: no thread collapse
         (results.dir / "logs").mkdir(exist_ok=True)
         (results.dir / "runs").mkdir(exist_ok=True)
