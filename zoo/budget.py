@@ -67,8 +67,11 @@ def requested(func: Any, args: tuple) -> int:
     return 0
 
 
-def parameters_on_meta(model_spec: Any, config: Any, problem: Problem, budget: Budget) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]), torch.device("meta"), budget:
+def parameters_on_meta(model_spec: Any, config: Any, problem: Problem, budget: Budget,
+                       device: str = "meta") -> torch.nn.Module:
+    """The model built under `budget` without touching the random state: on the meta device (no memory)
+    unless a build that needs real numbers asks for the CPU."""
+    with torch.random.fork_rng(devices=[]), torch.device(device), budget:
         return model_spec.build(config, problem)
 
 

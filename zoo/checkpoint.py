@@ -366,16 +366,13 @@ def expected_tensors(path: Any, spec: Any, card: Card, entries: dict[str, Any]) 
     (`num_layers` 1e6 would otherwise loop for minutes even on the meta device). A plugin whose build
     needs real numbers (`.item()` on a tensor, say) is built on the CPU under the same bounds.
     """
-    import torch
-
-    from zoo.budget import Budget, TooBig
+    from zoo.budget import Budget, TooBig, parameters_on_meta
 
     elements = sum(math.prod(e["shape"]) for e in entries.values())
 
     def build(device: str):
         budget = Budget(max_tensors=4 * len(entries) + 1000, max_elements=4 * elements + 10_000_000)
-        with torch.random.fork_rng(devices=[]), torch.device(device), budget:
-            return spec.build(card.model_config, card.problem)
+        return parameters_on_meta(spec, card.model_config, card.problem, budget, device)
 
     try:
         try:
