@@ -176,7 +176,8 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     streams = isinstance(examples, Streams)
     last = every = positions = 0
     nll = 0.0
-    for logits, targets in streamed_outputs(model, examples) if streams else batched_outputs(model, examples):
+    # streams: EVAL_LANES read side by side, the state carried (each lane's first characters start from zeros)
+    for logits, targets in batched_outputs(model, examples, batch_size=EVAL_LANES if streams else 1024):
         predicted = logits.argmax(-1)
         last += (predicted[:, -1] == targets[:, -1]).sum().item()
         every += (predicted == targets).sum().item()
@@ -193,25 +194,6 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     return {"accuracy": every / positions if streams else last / len(examples),
             "char_accuracy": every / positions, "perplexity": math.exp(nll / positions),
             "nats_per_char": nll / positions, "reproduced": matched / max(len(truth), 1)}
-
-
-def streamed_outputs(model, streams):
-    """(logits, targets) over a Streams split read in order, EVAL_LANES lanes side by side, the state
-    carried from batch to batch (the first characters of each lane start from zeros)."""
-    import torch
-
-    from zoo.data import device_of
-
-    streams = streams.to(device_of(model))  # a fresh carry
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for index in streams.order(EVAL_LANES):
-                inputs, targets = streams.batch(index)
-                yield model(*inputs), targets
-    finally:
-        model.train(was_training)
 
 
 def predict(model, prompt: str, length: int = 100, temperature: float = 0.0, top_k: int = 0, seed: int = 0):

@@ -129,12 +129,16 @@ def device_of(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> Iterator[tuple]:
-    """(outputs, targets) for the whole split, in order, a batch at a time, in eval mode."""
+    """(outputs, targets) for the whole split, in order, a batch at a time, in eval mode. A split with an
+    order of its own (Streams) is read in it, `batch_size` lanes side by side, the state carried."""
     was_training = model.training
     model.eval()
-    split = split.to(device_of(model))
+    device = device_of(model)
+    split = split.to(device)  # for Streams, a fresh carry
+    indices = split.order(batch_size) if hasattr(split, "order") else torch.arange(len(split), device=device).split(
+        batch_size)
     try:
-        for index in torch.arange(len(split), device=device_of(model)).split(batch_size):
+        for index in indices:
             inputs, targets = split.batch(index)
             yield model(*inputs) if isinstance(inputs, tuple) else model(inputs), targets
     finally:
