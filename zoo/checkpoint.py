@@ -278,6 +278,13 @@ def missing_plugins(fields: dict) -> list[str]:
     return missing
 
 
+def provenance(task_config: dict[str, Any], config: type) -> dict[str, Any]:
+    """Take the files and folders an export's task config records out of it (provenance, never followed:
+    evaluating needs them given again) and return the files among them that were given."""
+    sources = {k: task_config.pop(k) for k in path_fields(config) if k in task_config}
+    return {k: v for k, v in sources.items() if v and k in path_fields(config, folders=False)}
+
+
 def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) -> Card:
     """The card of an export, with its configs rebuilt through the installed plugins."""
     fields = describe(path)
@@ -288,9 +295,7 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
     reg = registry()
     model_name, task_name = fields["model"], fields["task"]
     model, task = reg.models[model_name], reg.tasks[task_name]  # both in the plugins record: present
-    recorded = fields["task_config"]
-    # files the export names are provenance, never followed: evaluating needs them given again
-    sources = {k: recorded.pop(k) for k in path_fields(task.config) if k in recorded}
+    sources = provenance(fields["task_config"], task.config)
     return Card(
         model=model_name,
         task=task_name,
@@ -301,7 +306,7 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
         meta=fields["meta"],
         metrics=fields["metrics"],
         versions=fields["versions"],
-        sources={k: v for k, v in sources.items() if v and k in path_fields(task.config, folders=False)},
+        sources=sources,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.config import field_help, field_types, path_fields, route_overrides, to_dict
+from zoo.config import field_help, field_types, route_overrides, to_dict
 from zoo.display import printable
 from zoo.registry import matching, registry
 from zoo.specs import Terminated, TrainConfig, ZooError
@@ -588,15 +588,13 @@ def predict_command(weights, device, **options):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from zoo.checkpoint import describe, missing_plugins, weights_file
+    from zoo.checkpoint import describe, missing_plugins, provenance, weights_file
 
     fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
     task = registry().tasks.get(fields["task"])
-    if task is not None:  # files the export names are provenance (zoo eval does not follow them)
-        sources = {k: fields["task_config"].pop(k) for k in path_fields(task.config) if k in fields["task_config"]}
-        files = {k: v for k, v in sources.items() if v and k in path_fields(task.config, folders=False)}
-        if files:
-            fields["trained_on"] = files
+    files = provenance(fields["task_config"], task.config) if task is not None else {}
+    if files:
+        fields["trained_on"] = files
     if as_json:
         click.echo(json.dumps(fields, indent=2))
         return
