@@ -348,20 +348,25 @@ class ZooWarning(UserWarning):
 
 def check_architecture(path: Any, spec: Any, card: Card, entries: dict[str, Any]) -> None:
     """Refuse, in one line, a file whose tensors are not the ones its metadata's model has."""
-    expected = expected_tensors(path, spec, card, entries)
-    problems = [f"missing {k}" for k in expected if k not in entries]
-    problems += [f"unexpected {printable(k)}" for k in entries if k not in expected]
-    for key, (shape, dtype) in expected.items():
-        if key in entries:
-            entry = entries[key]
-            if tuple(entry["shape"]) != shape:
-                problems.append(f"{key} is {tuple(entry['shape'])} in the file but {shape} in the model")
-            elif entry["dtype"] != dtype:
-                problems.append(f"{key} is {entry['dtype']} in the file but {dtype} in the model")
+    found = {k: (tuple(e["shape"]), e["dtype"]) for k, e in entries.items()}
+    problems = tensor_differences(found, expected_tensors(path, spec, card, entries))
     if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise ZooError(f"{path}: the weights do not match the {card.model} architecture its metadata describes "
-                       f"({shown})")
+                       f"({problems})")
+
+
+def tensor_differences(found: dict[str, tuple], expected: dict[str, tuple]) -> str:
+    """What keeps tensors {name: (shape, dtype)} of a file from being a model's, as one phrase ("" when
+    nothing does): the first three differences, and how many more."""
+    problems = [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {printable(k)}" for k in found if k not in expected]
+    for key, (shape, dtype) in expected.items():
+        if key in found:
+            if found[key][0] != shape:
+                problems.append(f"{key} is {found[key][0]} in the file but {shape} in the model")
+            elif found[key][1] != dtype:
+                problems.append(f"{key} is {found[key][1]} in the file but {dtype} in the model")
+    return "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
 
 
 def expected_tensors(path: Any, spec: Any, card: Card, entries: dict[str, Any]) -> dict[str, tuple]:

@@ -466,17 +466,15 @@ def _named(option: str) -> Iterator[None]:
 
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
     """Load an export's weights into a freshly built network of the same architecture."""
-    from zoo.checkpoint import load
+    from zoo.checkpoint import load, tensor_differences
 
     with _named("--init-from"):
         tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
     expected = net.state_dict()
-    different = [f"{k} is {tuple(tensors[k].shape)} there, {tuple(v.shape)} here" for k, v in expected.items()
-                 if k in tensors and tensors[k].shape != v.shape]
-    different += [f"{k} is missing there" for k in expected if k not in tensors]
-    different += [f"{k} is not in this network" for k in tensors if k not in expected]
+    different = tensor_differences(*({k: (tuple(v.shape), str(v.dtype)) for k, v in state.items()}
+                                     for state in (tensors, expected)))
     if different:
-        raise ZooError(f"--init-from {path} does not fit the network built here ({'; '.join(different[:2])}): "
+        raise ZooError(f"--init-from {path} does not fit the network built here ({different}): "
                        f"train with its settings, vocabulary and output size")
     with torch.no_grad():
         for name, value in expected.items():
