@@ -86,7 +86,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workloads", default="charlm,stock,mnist")
     parser.add_argument("--conditions", default="quiet,1 busy,2 busy,zoo beside")
-    parser.add_argument("--cap", type=float, default=300, help="seconds after which a run is stopped and shown as '> cap'")
+    parser.add_argument("--cap", type=float, default=300,
+                        help="seconds after which a run is stopped and shown as '> cap'")
     options = parser.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"{cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}")

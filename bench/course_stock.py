@@ -52,7 +52,7 @@ class Net(torch.nn.Module):
 net = Net(data_dim, hidden_dim, output_dim, 1)
 criterion = torch.nn.MSELoss()
 optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
-for i in range(iterations):
+for _ in range(iterations):
     optimizer.zero_grad()
     loss = criterion(net(train_x), train_y)
     loss.backward()

@@ -135,7 +135,7 @@ for name, step in variants.items():  # warm-up: scripting and its profiling runs
     print(f"warm-up of {name}: {startup[name]:.2f} s", file=sys.stderr)
 
 times = {name: [] for name in variants}
-for round_ in range(args.rounds):
+for _ in range(args.rounds):
     for name, step in variants.items():
         started = time.perf_counter()
         for _ in range(args.steps):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import click
 
 import zoo
-from zoo.files import read_text as read_utf8
+from zoo import read_text as read_utf8
 
 SENTENCE = ("if you want to build a ship, don't drum up people together to collect wood and don't assign "
             "them tasks and work, but rather teach them to long for the endless immensity of the sea.")
@@ -82,7 +82,7 @@ def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
 def make_data(config: CharLMConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from zoo.data import Streams, Windows, encode
+    from zoo import Streams, Windows, encode
 
     text = read_text(config)
     source = config.text or "the sentence"
@@ -148,7 +148,7 @@ def generate(model, ids: list[int], length: int, window: int, temperature: float
     training. Streams: the prompt is read once and the state carried, one character a step."""
     import torch
 
-    from zoo.data import Carry, device_of
+    from zoo import Carry, device_of
 
     sampler = torch.Generator().manual_seed(seed)
     device = device_of(model)
@@ -169,7 +169,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 
     from torch.nn import functional as F
 
-    from zoo.data import Streams, batched_outputs
+    from zoo import Streams, batched_outputs
 
     checked_meta(data.meta, getattr(getattr(model, "zoo", None), "problem", None))  # an export's: bounded
     examples = data.split(split)
@@ -198,7 +198,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 
 def predict(model, prompt: str, length: int = 100, temperature: float = 0.0, top_k: int = 0, seed: int = 0):
     """The prompt, then each generated character as it comes (the CLI streams them)."""
-    from zoo.data import encode
+    from zoo import encode
 
     meta = checked_meta(model.zoo.meta, model.zoo.problem)
     if not prompt:

@@ -18,7 +18,7 @@ class HiHelloConfig:
 def make_data(config: HiHelloConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from zoo.data import TensorSplit, encode
+    from zoo import TensorSplit, encode
 
     vocab = meta["vocab"] if meta else list(dict.fromkeys(config.word))  # first-seen order: h, i, e, l, o
     ids = torch.tensor([encode(config.word, vocab, "word")])
@@ -27,7 +27,7 @@ def make_data(config: HiHelloConfig, meta: dict | None) -> zoo.TaskData:
 
 
 def evaluate(model, data: zoo.TaskData, split: str) -> dict:
-    from zoo.data import batched_outputs
+    from zoo import batched_outputs
 
     (logits, targets), = batched_outputs(model, data.split(split))
     predicted = logits.argmax(-1)
@@ -39,7 +39,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 def predict(model, text: str) -> str:
     import torch
 
-    from zoo.data import device_of, encode
+    from zoo import device_of, encode
 
     vocab = model.zoo.meta["vocab"]
     if not text:

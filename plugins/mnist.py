@@ -14,8 +14,7 @@ from pathlib import Path
 import click
 
 import zoo
-from zoo.download import DATA_ENV, data_root
-from zoo.files import made_dirs, remove_empty, replace_atomically
+from zoo import DATA_ENV, data_root, made_dirs, remove_empty, replace_atomically
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -41,7 +40,8 @@ SOURCES = {
 
 @dataclass(frozen=True)
 class RowsConfig:
-    root: str = zoo.param("", f"folder holding MNIST/ or FashionMNIST/; empty: ${DATA_ENV}, else ./datasets", path="folder")
+    root: str = zoo.param("", f"folder holding MNIST/ or FashionMNIST/; empty: ${DATA_ENV}, else ./datasets",
+                          path="folder")
     val_size: int = zoo.param(5000, "training images held out for validation; the test split is only reported")
     download: bool = zoo.param(True, "download missing files (an installed Debian package is used first)")
 
@@ -121,7 +121,7 @@ def make_data(source: Source, config: RowsConfig, meta: dict | None) -> zoo.Task
     import torch
     from torchvision import datasets
 
-    from zoo.data import TensorSplit
+    from zoo import TensorSplit
 
     train_x, train_y, test_x, test_y = fetch(source, config)
     if config.val_size >= len(train_x):
@@ -146,7 +146,7 @@ def make_data(source: Source, config: RowsConfig, meta: dict | None) -> zoo.Task
 def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     import torch
 
-    from zoo.data import batched_outputs
+    from zoo import batched_outputs
 
     classes = data.meta["classes"]
     n = len(classes)
@@ -208,7 +208,7 @@ def read_picture(path: str, background: str, box: int):
 def predict(model, image: str, background: str, top: int) -> str:
     import torch
 
-    from zoo.data import device_of
+    from zoo import device_of
 
     meta = model.zoo.meta
     pixels = read_picture(image, background, meta.get("box", 28))

@@ -17,7 +17,7 @@ from typing import Literal
 import click
 
 import zoo
-from zoo.files import read_text
+from zoo import read_text
 
 COURSE_PAIRS = (
     ("I feel hungry.", "나는 배가 고프다."),
@@ -140,7 +140,7 @@ def fit_defaults(config: TranslateConfig) -> zoo.Fitted | None:
 def make_data(config: TranslateConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from zoo.data import PairSplit
+    from zoo import PairSplit
 
     pairs = read_pairs(config)
     splits = {"train": pairs, "val": [], "test": []}
@@ -222,7 +222,7 @@ def evaluate(model, data: zoo.TaskData, split: str, beam: int = 1) -> dict:
     import sacrebleu
     import torch
 
-    from zoo.data import batched_outputs, device_of
+    from zoo import batched_outputs, device_of
 
     checked_meta(data.meta, getattr(getattr(model, "zoo", None), "problem", None))  # an export's: bounded
     pairs = data.split(split).to(device_of(model))
@@ -250,7 +250,7 @@ def translate(model, sentences: list[str], beam: int = 1) -> list[str]:
     """Translations of `sentences` by a loaded seq2seq export; unknown tokens are read as <unk>."""
     import torch
 
-    from zoo.data import PairSplit, device_of
+    from zoo import PairSplit, device_of
 
     meta = checked_meta(model.zoo.meta, model.zoo.problem)
     index = {token: i for i, token in enumerate(meta["source_vocab"])}

@@ -19,7 +19,7 @@ def load(fake_distribution, monkeypatch, body: str) -> Registry:
     fake_distribution(plugin_source(body), module="broken_plugin", entry="broken", dist="broken_plugin")
     monkeypatch.setenv(LOAD_ENV, "broken")
     reg = Registry()
-    reg.models, reg.tasks  # run the hooks
+    _ = reg.models, reg.tasks  # run the hooks
     return reg
 
 
@@ -81,7 +81,7 @@ def test_zoo_debug_adds_the_traceback(fake_distribution, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"{DEBUG_ENV}=1" in err and "deep down" in only_warning(reg)
     monkeypatch.setenv(DEBUG_ENV, "1")
-    Registry().models
+    _ = Registry().models
     err = capsys.readouterr().err
     assert "Traceback" in err and "raise RuntimeError('deep down')" in err
 

@@ -117,7 +117,8 @@ def test_a_run_name_without_an_export_or_no_run_at_all_is_one_line(runner, stopp
     for command in ("info", "eval"):  # cwd is the stopped run's work folder
         line = one_line_error(zoo_cli(runner, command, "gru-hihello"))
         assert "has no export yet" in line and "zoo resume" in line
-        assert "no run named lstm-hihello under checkpoints/" in one_line_error(zoo_cli(runner, command, "lstm-hihello"))
+        line = one_line_error(zoo_cli(runner, command, "lstm-hihello"))
+        assert "no run named lstm-hihello under checkpoints/" in line
         assert "checkpoints/nowhere: no such file or run folder" in one_line_error(
             zoo_cli(runner, command, "checkpoints/nowhere"))
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -178,14 +177,13 @@ def test_resume_accepts_the_settings_it_started_with(runner, saved_run):
     assert "has finished its 30 epochs and exported" in one_line_error(zoo_cli(runner, "resume", run))
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(
-    sys.executable), "torchrun")), reason="torchrun is not installed")
 def test_two_processes_match_one(tmp_path):
     """2 CPU processes (gloo), each with half of every batch, against one process with whole batches."""
-    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    # torchrun of this interpreter (`python -m torch.distributed.run`), not whichever is first on PATH
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
     args = ["-m", "zoo", "train", "lstm", "charlm", "-e", "8", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", *args, "--run-dir", str(tmp_path / "two")],
+    subprocess.run([*torchrun, "--standalone", "--nproc-per-node", "2", *args, "--run-dir", str(tmp_path / "two")],
                    check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
     subprocess.run([sys.executable, *args, "--run-dir", str(tmp_path / "one")], check=True, env=env, cwd=tmp_path,
                    timeout=300)

@@ -4,10 +4,12 @@ The public API, which the `zoo` command line uses too::
 
     import zoo
     zoo.list_models("lstm*")           # registered models, wildcards allowed
-    net = zoo.train("lstm", "charlm")  # train, export to checkpoints/lstm-charlm.safetensors
-    net = zoo.load("checkpoints/lstm-charlm.safetensors")  # rebuilt from the file alone, eval mode
+    net = zoo.train("lstm", "charlm")  # train; the run and its export go to checkpoints/lstm-charlm/
+    net = zoo.load("lstm-charlm")      # a run's name, folder or export: rebuilt from the file alone, eval mode
 
-Importing zoo does not import torch; training and loading do.
+Everything a plugin needs is importable from here (the plugin API, `__all__`; the conformance kit
+for a plugin's tests is `zoo.testing`). Importing zoo does not import torch: the names that need it
+(splits, `fit`, ...) are loaded on first use.
 """
 
 from __future__ import annotations
@@ -20,13 +22,45 @@ from zoo import registry as _registry
 from zoo.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Fitted, Model,
                        NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, absolute_paths, param, require)
 
+# The plugin API that needs torch or reads files: name -> the module that defines it, imported on
+# first use so that `import zoo` (and `zoo list`) stays torch-free. docs/plugins.md has a line on each.
+_LAZY = {
+    # splits the training loop draws batches from, and inference over them (zoo/data.py)
+    "TensorSplit": "zoo.data", "Windows": "zoo.data", "Streams": "zoo.data", "Carry": "zoo.data",
+    "PairSplit": "zoo.data", "batched_outputs": "zoo.data", "device_of": "zoo.data", "encode": "zoo.data",
+    # files a task reads or writes, and downloads (zoo/files.py, zoo/download.py)
+    "read_text": "zoo.files", "replace_atomically": "zoo.files", "made_dirs": "zoo.files",
+    "remove_empty": "zoo.files", "fetch": "zoo.download", "DownloadError": "zoo.download",
+    "data_root": "zoo.download", "DATA_ENV": "zoo.download",
+    # configs (zoo/config.py), pictures (zoo/plotting.py), recurrent states (zoo/layers.py)
+    "make_config": "zoo.config", "applicable": "zoo.config", "suggest": "zoo.config",
+    "pyplot": "zoo.plotting", "save_figure": "zoo.plotting", "map_state": "zoo.layers",
+    # the one training loop, for a task that re-trains inside its evaluation (stock's backtest)
+    "fit": "zoo.training",
+}
+
 __all__ = [
     "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Fitted", "Model",
     "NoConfig", "Problem", "RecurrentConfig", "Task", "TaskData", "TrainConfig", "ZooError", "build_cell",
     "cell_models",
     "get_model", "get_task", "hookimpl", "list_models", "list_tasks", "load", "param", "require",
-    "torch_rnn_kwargs", "train", "absolute_paths",
+    "torch_rnn_kwargs", "train", "absolute_paths", *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def list_models(pattern: str | None = None) -> list[Model]:

@@ -188,7 +188,7 @@ def list_command(pattern: str | None, as_json: bool):
 def plugins_command(as_json: bool):
     """List plugins, their hooks, and what failed (ZOO_DEBUG=1: with tracebacks)."""
     reg = registry()
-    reg.models, reg.tasks  # run the hooks, so that a plugin failing in one is marked
+    _ = reg.models, reg.tasks  # run the hooks, so that a plugin failing in one is marked
     click.get_current_context().find_root().command._load_plugin_commands()
     plugins = list(reg.plugins.values())
     if as_json:

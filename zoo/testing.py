@@ -345,7 +345,12 @@ class TaskCase:
 
 
 def default_model(task: zoo.Task) -> str:
-    return "seq2seq" if task.shape == zoo.SEQ2SEQ else "gru"
+    """A registered model that fits the task's shape (the core names no built-in plugin): plain
+    networks before composites (those without a recurrent cell, as seq2seq), then by name."""
+    fitting = [m for m in zoo.list_models() if task.shape in m.supported_shapes() and not m.defaults]
+    if not fitting:
+        raise zoo.ZooError(f"no registered model fits task {task.name!r} ({task.shape})")
+    return min(fitting, key=lambda m: (m.cell is None, m.name)).name
 
 
 def forward(net, inputs):

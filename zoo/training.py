@@ -354,9 +354,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
                    "samples_per_s": examples / seconds}
             if not math.isfinite(row["loss"]):
-                raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']})"
-                               + (f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else "")
-                               + "; try a smaller --lr")
+                kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
+                raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
             last = epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
                 row[monitor] = evaluate(task, model, data, monitor)

@@ -22,7 +22,7 @@ class AddingConfig:
 def make_data(config, meta):
     import torch  # inside the hooks, so that `zoo list` never pays for importing torch
 
-    from zoo.data import TensorSplit
+    from zoo import TensorSplit
 
     def draw(count, seed):
         g = torch.Generator().manual_seed(seed)
@@ -38,7 +38,7 @@ def make_data(config, meta):
 def evaluate(model, data, split):
     import torch
 
-    from zoo.data import batched_outputs
+    from zoo import batched_outputs
 
     errors = torch.cat([(out - target).abs().flatten() for out, target in batched_outputs(model, data.split(split))])
     return {"mse": errors.pow(2).mean().item(), "accuracy": (errors < 0.04).float().mean().item()}

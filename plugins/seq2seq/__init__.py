@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import zoo
-from zoo.config import applicable, make_config
+from zoo import applicable, make_config
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import zoo
-from zoo import BOS, EOS, PAD
-from zoo.layers import map_state
+from zoo import BOS, EOS, PAD, map_state
 
 
 def run_cell(cell: nn.Module, x: torch.Tensor, lengths: torch.Tensor):

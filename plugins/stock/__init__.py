@@ -20,7 +20,7 @@ from typing import Literal
 import click
 
 import zoo
-from zoo.download import DownloadError, data_root, fetch
+from zoo import DownloadError, data_root, fetch
 
 from .prices import COURSE_COLUMNS, download, is_url, read_prices
 
@@ -148,7 +148,7 @@ def predict(model, data: str | None) -> str:
 
     import torch
 
-    from zoo.data import device_of
+    from zoo import device_of
 
     from .series import first_origin, inputs_of, to_price
 

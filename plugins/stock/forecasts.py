@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 
 import zoo
-from zoo.data import batched_outputs, device_of
-from zoo.plotting import pyplot, save_figure
+from zoo import batched_outputs, device_of, pyplot, save_figure
 
 from .series import to_price
 
@@ -78,7 +77,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
 def backtest(model, plan) -> dict:
     """Walk-forward: each fold re-fits the scaling, the baselines and a fresh network (the run's model,
     settings and seed) on every day before its test days; metrics per fold and over all test days."""
-    from zoo.training import fit
+    from zoo import fit
 
     card = getattr(model, "zoo", None)
     if card is None:

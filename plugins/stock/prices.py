@@ -12,9 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import zoo
-from zoo.files import read_text
-from zoo.config import suggest
-from zoo.download import DownloadError, fetch
+from zoo import DownloadError, fetch, read_text, suggest
 
 COURSE_COLUMNS = ("Open", "High", "Low", "Volume", "Close")  # the course file has no header row
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 import zoo
-from zoo.data import Windows
+from zoo import Windows
 
 MODES = ("return", "change", "level")
 
