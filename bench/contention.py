@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-TORCH_FIRST = "import sys, torch; sys.argv[0] = 'zoo'; from zoo.cli import main; main()"
+TORCH_FIRST = "import sys, torch; sys.argv[0] = 'zoo'; from zoo.front.cli import main; main()"
 
 
 def make_data(folder: Path) -> dict[str, list[str]]:

@@ -30,8 +30,8 @@ import torch
 from torch.nn import functional as F
 
 import zoo
-from zoo.layers import recurrent
-from zoo.nets import RecurrentNet
+from zoo.nn.layers import recurrent
+from zoo.nn.nets import RecurrentNet
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--rounds", type=int, default=3)

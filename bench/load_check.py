@@ -19,8 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
-from zoo.checkpoint import expected_tensors, read_card, read_header
-from zoo.registry import registry
+from zoo.store.checkpoint import expected_tensors, read_card, read_header
+from zoo.contract.registry import registry
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--hidden", type=int, nargs="+", default=[64, 1024])

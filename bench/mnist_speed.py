@@ -2,7 +2,7 @@
 
 1. reference: a hand-written loop over the images preloaded as one uint8 tensor (same network,
    same batch size, same precision and schedule as zoo's defaults) - what zoo should cost (<= 1.10x);
-2. zoo: `zoo.training.fit`, the loop every zoo task trains with, over the task's own data;
+2. zoo: `zoo.loop.training.fit`, the loop every zoo task trains with, over the task's own data;
 3. dataloader: torch.utils.data.DataLoader over torchvision's FashionMNIST with ToTensor() and
    Normalize(), the pytorch/examples way - what zoo should beat (>= 4x).
 
@@ -20,9 +20,9 @@ import time
 import torch
 from torch.nn import functional as F
 
-from zoo.plan import plan
-from zoo.runs import Run
-from zoo.training import autocast_dtype, fit, make_scheduler
+from zoo.loop.plan import plan
+from zoo.store.runs import Run
+from zoo.loop.training import autocast_dtype, fit, make_scheduler
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default="lstm")
@@ -79,7 +79,7 @@ def zoo_epoch():
 def dataloader_epoch():
     from torchvision import datasets, transforms
 
-    from zoo.download import data_root
+    from zoo.store.download import data_root
     from zoo_plugins.mnist import SOURCES
 
     source = SOURCES[args.task]

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoo.checkpoint import read_header
+from zoo.store.checkpoint import read_header
 
 here = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import zoo
-from zoo.checkpoint import load
+from zoo.store.checkpoint import load
 
 here = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()

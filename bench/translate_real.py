@@ -58,8 +58,8 @@ def score(pairs, extra, run):
     from safetensors.torch import load_file
 
     import zoo
-    from zoo.plan import plan
-    from zoo.training import evaluate
+    from zoo.loop.plan import plan
+    from zoo.loop.training import evaluate
 
     if (run / "model.safetensors").is_file():
         net = zoo.load(run / "model.safetensors")

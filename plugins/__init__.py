@@ -1,5 +1,5 @@
 """zoo's built-in plugins, one module each; installed as `zoo_plugins`.
 
-They use the same hooks a third-party plugin does (see zoo/hookspecs.py); zoo.registry loads them
+They use the same hooks a third-party plugin does (see zoo/hookspecs.py); zoo.contract.registry loads them
 before the entry points of other distributions.
 """

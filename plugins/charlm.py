@@ -7,7 +7,7 @@ UTF-8 file. Two ways to read it:
   of one tensor of character ids, gathered per batch, so a long file costs a few bytes per character.
 - streams (`--bptt N`): truncated backpropagation through time, as char-rnn and pytorch/examples'
   word_language_model do. The text is cut into `-b` contiguous lanes read side by side, N characters
-  a batch, and each lane's state is carried from one batch to the next (zoo.data.Streams), so the
+  a batch, and each lane's state is carried from one batch to the next (zoo.Streams), so the
   network sees context far beyond N characters.
 
 Given a file, the task sizes the model and training to it (`fit_defaults`, stated when training

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from zoo import registry as registry_module
+from zoo.contract import registry as registry_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "zoo-adding"
@@ -13,7 +13,7 @@ EXAMPLE = ROOT / "examples" / "zoo-adding"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Each test: its own working folder, only built-in plugins, a fresh registry, and one CPU thread
-    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.threads)."""
+    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.loop.threads)."""
     import torch
 
     monkeypatch.chdir(tmp_path)
@@ -31,7 +31,7 @@ def runner():
 
 
 def zoo_cli(runner, *args):
-    from zoo.cli import cli
+    from zoo.front.cli import cli
 
     return runner.invoke(cli, [str(a) for a in args], prog_name="zoo")
 

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 import zoo
 from conftest import one_line_error, wait_for, zoo_cli
-from zoo import threads
-from zoo.runs import Run
+from zoo.loop import threads
+from zoo.store.runs import Run
 
 ZOO = [sys.executable, "-m", "zoo"]
 
@@ -120,7 +120,7 @@ def test_a_signal_at_any_moment_ends_in_one_line_and_a_consistent_folder(tmp_pat
 
 def test_ctrl_c_during_the_final_export_keeps_a_complete_export(tmp_path, monkeypatch):
     """The export is written whole, then the stop is honoured: exit code and one line say so."""
-    from zoo.training import Interrupted
+    from zoo.loop.training import Interrupted
 
     real_fsync = os.fsync
 

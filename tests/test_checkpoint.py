@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from conftest import one_line_error, zoo_cli
-from zoo.checkpoint import read_header
+from zoo.store.checkpoint import read_header
 
 
 @pytest.fixture
@@ -56,13 +56,13 @@ def test_load_leaves_the_callers_random_state_alone(export):
 
 
 def test_an_interrupted_export_leaves_no_file(tmp_path, monkeypatch):
-    import zoo.files
-    from zoo.training import Interrupted
+    import zoo.store.files
+    from zoo.loop.training import Interrupted
 
     def crash(fd):  # the whole file is written; Ctrl-C comes before it is renamed into place
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(zoo.files.os, "fsync", crash)
+    monkeypatch.setattr(zoo.store.files.os, "fsync", crash)
     out = tmp_path / "out" / "w.safetensors"
     out.parent.mkdir()
     out.write_bytes(b"the previous export")

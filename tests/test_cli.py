@@ -40,7 +40,7 @@ def test_plugins_lists_hooks_and_versions(runner):
 
 
 def test_list_and_help_do_not_import_torch():
-    code = ("import sys; from zoo.cli import cli\n"
+    code = ("import sys; from zoo.front.cli import cli\n"
             "for args in (['--help'], ['list'], ['plugins'], ['train', '--help']):\n"
             "    cli.main(args, prog_name='zoo', standalone_mode=False)\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")

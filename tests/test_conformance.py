@@ -148,7 +148,7 @@ def test_training_a_broken_cell_is_one_line(cell, says, preset, runner):
     import types
 
     from conftest import one_line_error, zoo_cli
-    from zoo.registry import Plugin, registry
+    from zoo.contract.registry import Plugin, registry
 
     module = types.ModuleType("broken_cell")
     module.register_models = zoo.hookimpl(lambda register: [register(m) for m in zoo.cell_models("broken", "x", cell)])
@@ -163,7 +163,7 @@ def test_training_a_task_without_a_train_split_is_one_line(runner):
     import types
 
     from conftest import one_line_error, zoo_cli
-    from zoo.registry import Plugin, registry
+    from zoo.contract.registry import Plugin, registry
 
     hihello = zoo.get_task("hihello")
 

@@ -7,7 +7,7 @@ import sys
 
 import zoo
 from conftest import EXAMPLE, ROOT, one_line_error, zoo_cli
-from zoo.registry import LOAD_ENV
+from zoo.contract.registry import LOAD_ENV
 
 
 def test_example_plugin_trains_evaluates_and_loads(fake_distribution, adding_source, monkeypatch, runner, tmp_path):
@@ -29,7 +29,7 @@ def test_example_plugin_trains_evaluates_and_loads(fake_distribution, adding_sou
     assert zoo.load(out).zoo.task_config.samples == 200
     # the same file, with the plugin switched off: one clear line
     monkeypatch.setenv(LOAD_ENV, "")
-    from zoo.registry import reset
+    from zoo.contract.registry import reset
 
     reset()
     assert "which no installed plugin provides" in one_line_error(zoo_cli(runner, "eval", out))

@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from conftest import ROOT, one_line_error, zoo_cli
-from zoo.registry import LOAD_ENV, reset
+from zoo.contract.registry import LOAD_ENV, reset
 
 EXAMPLES = ROOT / "examples"
 MGU = EXAMPLES / "zoo-mgu"
@@ -34,7 +34,7 @@ def mgu_installed(fake_distribution, monkeypatch):
 
 
 def test_the_mgu_presets_are_real(mgu_installed):
-    from zoo.layers import Layers
+    from zoo.nn.layers import Layers
 
     problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=2, input_size=3)
     for name, cells in (("mgu", None), ("mgu-stacked", 2), ("mgu-bi", 2)):

@@ -21,13 +21,13 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from conftest import ROOT, one_line_error, zoo_cli
-from zoo.checkpoint import read_header
+from zoo.store.checkpoint import read_header
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
     """An lstm trained for a few steps on hihello: small, and every command works on it."""
-    from zoo import registry as registry_module
+    from zoo.contract import registry as registry_module
 
     folder = tmp_path_factory.mktemp("export")
     old = os.environ.get(registry_module.LOAD_ENV)
@@ -194,7 +194,7 @@ def test_weights_that_are_not_finite_warn(runner, export, tmp_path, command):
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("Warning: ")]
     assert len(warnings) == 1 and "not finite" in warnings[0], result.output
-    with pytest.warns(zoo.checkpoint.ZooWarning, match="3 weights are not finite"):
+    with pytest.warns(zoo.store.checkpoint.ZooWarning, match="3 weights are not finite"):
         zoo.load(with_tensors(export, tmp_path / "nan3.safetensors",
                               lambda t: nan_first(t) if t.dim() == 2 else t))
 
@@ -233,7 +233,7 @@ MGU_PLUGIN = textwrap.dedent('''
 
 def test_exports_name_the_plugins_they_need(runner, fake_distribution, monkeypatch, tmp_path):
     """A seq2seq export whose cell came from a plugin: info works without it, the rest name what to install."""
-    from zoo import registry as registry_module
+    from zoo.contract import registry as registry_module
 
     fake_distribution(MGU_PLUGIN, module="zoo_mgu_cell", entry="mgu", dist="zoo_mgu", version="0.3.0")
     monkeypatch.delenv(registry_module.LOAD_ENV)
@@ -284,9 +284,9 @@ def test_cuda_index_beyond_the_devices(runner, tmp_path):
 
 
 def test_force_trains_past_the_estimate(runner, tmp_path, monkeypatch):
-    import zoo.budget
+    import zoo.nn.budget
 
-    monkeypatch.setattr(zoo.budget, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(zoo.nn.budget, "available_bytes", lambda device: 1000)
     line = one_line_error(zoo_cli(runner, "train", "rnn", "hihello", "-e", "1", "--out", tmp_path / "w.safetensors"))
     assert "needs at least" in line and "available on cpu; --force tries anyway" in line
     result = zoo_cli(runner, "train", "rnn", "hihello", "-e", "1", "-q", "--force", "--out", tmp_path / "w.safetensors")
@@ -298,14 +298,14 @@ def test_the_estimate_is_a_floor_of_what_training_takes():
     one training builds."""
     import re
 
-    import zoo.budget
-    from zoo.plan import plan
+    import zoo.nn.budget
+    from zoo.loop.plan import plan
 
     p = plan("lstm", "hihello", {"hidden_size": 1000})
-    zoo.budget.check_training_memory(p, torch.device("cpu"))  # fits
+    zoo.nn.budget.check_training_memory(p, torch.device("cpu"))  # fits
     with pytest.raises(zoo.ZooError) as caught, pytest.MonkeyPatch.context() as m:
-        m.setattr(zoo.budget, "available_bytes", lambda device: 60 * 2**20)
-        zoo.budget.check_training_memory(p, torch.device("cpu"))
+        m.setattr(zoo.nn.budget, "available_bytes", lambda device: 60 * 2**20)
+        zoo.nn.budget.check_training_memory(p, torch.device("cpu"))
     message = str(caught.value)
     counted = int(re.search(r"\(([\d,]+) parameters", message).group(1).replace(",", ""))
     real = p.model.build(p.model_config, zoo.get_task("hihello").data(p.task_config, None).problem)
@@ -329,7 +329,7 @@ DRIVER = textwrap.dedent('''
     import json, os, resource, signal, sys, traceback
     import torch, zoo
     from click.testing import CliRunner
-    from zoo.cli import cli
+    from zoo.front.cli import cli
 
     def used():
         return int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -422,7 +422,7 @@ def test_a_model_that_cannot_be_built_on_meta_is_checked_on_the_cpu(runner, monk
     CPU under the same bounds, and a forged size is refused before it is allocated."""
     import types
 
-    from zoo import registry as registry_module
+    from zoo.contract import registry as registry_module
 
     def make_cell(config, input_size):
         assert torch.ones(1).item() == 1.0  # meta tensors have no numbers: this raises there

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.layers import Layers, recurrent
+from zoo.nn.layers import Layers, recurrent
 
 
 def single_gru(config, input_size):

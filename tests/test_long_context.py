@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from conftest import one_line_error, zoo_cli
-from zoo.data import Carry, Streams
-from zoo.plan import plan
+from zoo.loop.data import Carry, Streams
+from zoo.loop.plan import plan
 from zoo_plugins import translate as translate_plugin
 from zoo_plugins.charlm import generate, pick
 

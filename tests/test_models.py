@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.training import loss_function
+from zoo.loop.training import loss_function
 from conftest import TINY, registry_with_example
 
 
@@ -40,7 +40,7 @@ def test_every_model_has_a_task_to_be_tested_on():
 
 @pytest.mark.parametrize("model_name,task_name", PAIRS)
 def test_forward_and_backward(model_name, task_name, with_example, tmp_path):
-    from zoo.plan import plan
+    from zoo.loop.plan import plan
 
     p = plan(model_name, task_name, {"hidden_size": 6, **tiny(task_name, tmp_path)})
     data = p.task.data(p.task_config, None)

@@ -15,7 +15,7 @@ PLUGIN_FILES = sorted((ROOT / "plugins").rglob("*.py")) + sorted((ROOT / "exampl
 
 
 def zoo_imports(path: Path) -> list[str]:
-    """The zoo modules a file imports from, as written ("zoo", "zoo.data", ...)."""
+    """The zoo modules a file imports from, as written ("zoo", "zoo.loop.data", ...)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):

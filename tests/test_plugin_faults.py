@@ -6,7 +6,7 @@ import pytest
 
 import zoo
 from conftest import zoo_cli
-from zoo.registry import DEBUG_ENV, LOAD_ENV, Registry, registry
+from zoo.contract.registry import DEBUG_ENV, LOAD_ENV, Registry, registry
 
 MGU = "mgu"
 
@@ -42,7 +42,7 @@ def test_exits_and_interrupts_from_a_plugin_do_not_end_zoo(body, says, fake_dist
     if "register_commands" not in body:  # commands are added by the command line only
         assert says in only_warning(reg)
     assert "lstm" in reg.models and "hihello" in reg.tasks
-    monkeypatch.setattr(zoo.registry, "_registry", reg)
+    monkeypatch.setattr(zoo.contract.registry, "_registry", reg)
     result = zoo_cli(runner, "plugins")
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if line.startswith("broken "))
@@ -59,8 +59,8 @@ def test_a_real_ctrl_c_while_a_plugin_runs_still_stops_zoo(fake_distribution, mo
 
 
 def test_a_real_sigterm_while_a_plugin_runs_still_stops_zoo(fake_distribution, monkeypatch):
-    from zoo.cli import _terminate
-    from zoo.specs import Terminated
+    from zoo.front.cli import _terminate
+    from zoo.contract.specs import Terminated
 
     body = "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n"
     fake_distribution(plugin_source(body), module="broken_plugin", entry="broken", dist="broken_plugin")
@@ -126,7 +126,7 @@ def test_zoo_plugins_marks_a_failed_hook(runner):
 
     module = types.ModuleType("flaky")
     module.register_tasks = zoo.hookimpl(lambda register: 1 / 0)
-    registry().add(module, zoo.registry.Plugin("flaky", "flaky-dist", "0.1", False))
+    registry().add(module, zoo.contract.registry.Plugin("flaky", "flaky-dist", "0.1", False))
     result = zoo_cli(runner, "plugins")
     assert result.exit_code == 0
     row = next(line for line in result.output.splitlines() if line.startswith("flaky "))

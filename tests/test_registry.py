@@ -6,7 +6,7 @@ import pytest
 
 import zoo
 from conftest import zoo_cli
-from zoo.registry import LOAD_ENV, Plugin, Registry, registry
+from zoo.contract.registry import LOAD_ENV, Plugin, Registry, registry
 
 
 def module_with(**hooks) -> types.ModuleType:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from conftest import one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
-from zoo.runs import Run
+from zoo.store.runs import Run
 
 ZOO = [sys.executable, "-m", "zoo"]
 
@@ -145,7 +145,7 @@ def test_two_writers_never_share_a_run_folder(tmp_path):
 def test_a_kill_during_the_export_is_cleaned_up_by_the_next_writer(tmp_path):
     """SIGKILL right after the export's bytes are on disk, before the rename: the temporary stays
     behind until the next process that writes the run folder removes it."""
-    code = ("import os, zoo, zoo.files\n"
+    code = ("import os, zoo, zoo.store.files\n"
             "os.fsync = lambda fd: os.kill(os.getpid(), 9)\n"
             "zoo.train('rnn', 'hihello', {'epochs': 3}, run_dir='run', log=lambda line: None)\n")
     killed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "ZOO_LOAD_PLUGINS": ""})
@@ -182,7 +182,7 @@ def test_a_damaged_run_config_is_one_line(runner, stopped_run, content):
 
 
 def no_space(calls):
-    """An `open` for zoo.files that fails with ENOSPC from its `calls`-th write of a state on."""
+    """An `open` for zoo.store.files that fails with ENOSPC from its `calls`-th write of a state on."""
     real = open
     count = {"n": 0}
 
@@ -199,13 +199,13 @@ def no_space(calls):
 def test_a_full_disk_keeps_the_previous_state_and_resumes_once_there_is_room(tmp_path, monkeypatch):
     import builtins
 
-    import zoo.files
+    import zoo.store.files
 
-    monkeypatch.setattr(zoo.files, "open", no_space(4), raising=False)
+    monkeypatch.setattr(zoo.store.files, "open", no_space(4), raising=False)
     with pytest.raises(zoo.ZooError, match="could not write .*state.safetensors \\(No space left on device\\); "
                                            "the state saved before is intact"):
         zoo.train("gru", "hihello", {"epochs": 8}, run_dir="run", log=quiet)
-    monkeypatch.setattr(zoo.files, "open", builtins.open, raising=False)
+    monkeypatch.setattr(zoo.store.files, "open", builtins.open, raising=False)
     run = Run(tmp_path / "run")
     assert run.state_info()["progress"]["epoch"] == 4 and not list(run.dir.glob(".*.tmp"))
     zoo.train("gru", "hihello", {}, run_dir="run", resume=True, log=quiet)
@@ -215,7 +215,7 @@ def test_a_full_disk_keeps_the_previous_state_and_resumes_once_there_is_room(tmp
 
 
 def test_a_full_disk_during_the_export_is_one_line(runner, tmp_path, monkeypatch):
-    import zoo.files
+    import zoo.store.files
 
     real = open
 
@@ -224,7 +224,7 @@ def test_a_full_disk_during_the_export_is_one_line(runner, tmp_path, monkeypatch
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(zoo.files, "open", fake, raising=False)
+    monkeypatch.setattr(zoo.store.files, "open", fake, raising=False)
     line = one_line_error(zoo_cli(runner, "train", "rnn", "hihello", "-e", "3", "-q"))
     assert "could not write the export checkpoints/rnn-hihello/model.safetensors (No space left on device)" in line
     assert "the trained state is saved: zoo resume checkpoints/rnn-hihello writes the export" in line

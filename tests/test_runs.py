@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import zoo
 from conftest import one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
-from zoo.runs import Run
+from zoo.store.runs import Run
 
 
 def quiet(line):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import one_line_error, zoo_cli
-from zoo.registry import LOAD_ENV
+from zoo.contract.registry import LOAD_ENV
 
 
 def test_a_new_plugin_installs_and_passes_its_own_tests(runner, tmp_path):

@@ -8,7 +8,7 @@ import torch
 import zoo
 from conftest import one_line_error, zoo_cli
 from zoo_plugins.seq2seq.network import reverse_within, run_cell
-from zoo.registry import Plugin, registry
+from zoo.contract.registry import Plugin, registry
 from zoo_plugins.translate import COURSE_PAIRS, translate
 
 PAIRS = ("the cat sleeps\tle chat dort\nthe dog eats\tle chien mange\n"

@@ -16,28 +16,28 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from zoo.cells import RecurrentConfig, build_cell, cell_models, torch_rnn_kwargs
+from zoo.nn.cells import RecurrentConfig, build_cell, cell_models, torch_rnn_kwargs
 from zoo.hookspecs import hookimpl
-from zoo import registry as _registry
-from zoo.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Fitted, Model,
-                       NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, absolute_paths, param, require)
+from zoo.contract import registry as _registry
+from zoo.contract.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Fitted,
+                                Model, NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, absolute_paths, param,
+                                require)
 
 # The plugin API that needs torch or reads files: name -> the module that defines it, imported on
 # first use so that `import zoo` (and `zoo list`) stays torch-free. docs/plugins.md has a line on each.
-_LAZY = {
-    # splits the training loop draws batches from, and inference over them (zoo/data.py)
-    "TensorSplit": "zoo.data", "Windows": "zoo.data", "Streams": "zoo.data", "Carry": "zoo.data",
-    "PairSplit": "zoo.data", "batched_outputs": "zoo.data", "device_of": "zoo.data", "encode": "zoo.data",
-    # files a task reads or writes, and downloads (zoo/files.py, zoo/download.py)
-    "read_text": "zoo.files", "replace_atomically": "zoo.files", "made_dirs": "zoo.files",
-    "remove_empty": "zoo.files", "fetch": "zoo.download", "DownloadError": "zoo.download",
-    "data_root": "zoo.download", "DATA_ENV": "zoo.download",
-    # configs (zoo/config.py), pictures (zoo/plotting.py), recurrent states (zoo/layers.py)
-    "make_config": "zoo.config", "applicable": "zoo.config", "suggest": "zoo.config",
-    "pyplot": "zoo.plotting", "save_figure": "zoo.plotting", "map_state": "zoo.layers",
+_LAZY = {name: module for module, names in {
+    # splits the training loop draws batches from, and inference over them
+    "zoo.loop.data": "TensorSplit Windows Streams PairSplit batched_outputs device_of encode",
+    # files a task reads or writes, and downloads
+    "zoo.store.files": "read_text replace_atomically made_dirs remove_empty",
+    "zoo.store.download": "fetch DownloadError data_root DATA_ENV",
+    # configs, pictures, recurrent states
+    "zoo.contract.config": "make_config applicable suggest",
+    "zoo.store.plotting": "pyplot save_figure",
+    "zoo.nn.layers": "map_state Carry",
     # the one training loop, for a task that re-trains inside its evaluation (stock's backtest)
-    "fit": "zoo.training",
-}
+    "zoo.loop.training": "fit",
+}.items() for name in names.split()}
 
 __all__ = [
     "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Fitted", "Model",
@@ -85,14 +85,14 @@ def get_task(name: str) -> Task:
 def load(path, device="cpu"):
     """The model an export (or a run folder's export) describes, with its weights, in eval mode; `.zoo`
     holds its Card."""
-    from zoo.checkpoint import load as _load
-    from zoo.checkpoint import weights_file
+    from zoo.store.checkpoint import load as _load
+    from zoo.store.checkpoint import weights_file
 
     return _load(weights_file(path), device)
 
 
 def train(model: str, task: str, overrides=(), **options):
-    """Train `model` on `task` (options: `zoo.training.train`) and return the trained network."""
-    from zoo.training import train as _train
+    """Train `model` on `task` (options: `zoo.loop.training.train`) and return the trained network."""
+    from zoo.loop.training import train as _train
 
     return _train(model, task, overrides, **options)

@@ -27,8 +27,8 @@ from typing import Any, Callable
 import torch
 
 import zoo
-from zoo import registry as _registry
-from zoo.layers import recurrent
+from zoo.contract import registry as _registry
+from zoo.nn.layers import recurrent
 
 BATCH, TIME, INPUT, HIDDEN = 3, 5, 4, 6  # all different, so that a swapped dimension shows
 
@@ -262,7 +262,7 @@ def tiny_regression(samples: int = 64):
 @check
 def check_trains(cell: Cell) -> None:
     """A short training run (many-to-one regression through zoo's network) lowers the loss."""
-    from zoo.cells import build_recurrent_net
+    from zoo.nn.cells import build_recurrent_net
 
     torch.manual_seed(0)
     problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=1, input_size=INPUT, regression=True)
@@ -284,13 +284,13 @@ def kit_task() -> zoo.Task:
     """The kit's own many-to-one regression, so that a cell can be trained, exported and loaded."""
 
     def data(config, meta):
-        from zoo.data import TensorSplit
+        from zoo.loop.data import TensorSplit
 
         problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=1, input_size=INPUT, regression=True)
         return zoo.TaskData(problem, train=TensorSplit(*tiny_regression()), meta={"kit": True})
 
     def evaluate(model, task_data, split):
-        from zoo.data import batched_outputs
+        from zoo.loop.data import batched_outputs
 
         errors = [(out - y).pow(2).mean().item() for out, y in batched_outputs(model, task_data.split(split))]
         return {"mse": sum(errors) / len(errors)}
@@ -335,7 +335,7 @@ class TaskCase:
     model: str
 
     def plan(self, **extra):
-        from zoo.plan import plan
+        from zoo.loop.plan import plan
 
         return plan(self.model, self.task.name, {"hidden_size": 16, **self.settings, **extra})
 
@@ -444,7 +444,7 @@ def check_evaluate(case: TaskCase) -> None:
 @check
 def check_trains(case: TaskCase) -> None:
     """A short training run on one batch lowers the loss (data, model and loss fit together)."""
-    from zoo.training import loss_function
+    from zoo.loop.training import loss_function
 
     p, data = case.data()
     torch.manual_seed(0)

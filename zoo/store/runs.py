@@ -22,10 +22,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries, replace_atomically,
-                       write_bytes_atomically)
-from zoo.plotting import pyplot, save_figure
-from zoo.specs import ZooError
+from zoo.store.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries,
+                             replace_atomically, write_bytes_atomically)
+from zoo.store.plotting import pyplot, save_figure
+from zoo.contract.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
 STATE_FORMAT = "zoo-state/1"
@@ -154,7 +154,7 @@ class Run:
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
-        from zoo.checkpoint import read_header
+        from zoo.store.checkpoint import read_header
 
         if not self.state_path.is_file():
             if (self.dir / CONFIG).is_file():

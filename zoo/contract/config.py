@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
-from zoo.specs import ZooError
+from zoo.contract.specs import ZooError
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")

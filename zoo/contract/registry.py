@@ -29,8 +29,8 @@ from typing import Any, Callable
 import pluggy
 
 from zoo import hookspecs
-from zoo.config import suggest
-from zoo.specs import Model, Task, ZooError
+from zoo.contract.config import suggest
+from zoo.contract.specs import Model, Task, ZooError
 
 ENTRY_POINT_GROUP = "zoo"
 LOAD_ENV = "ZOO_LOAD_PLUGINS"

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from zoo.specs import ZooError
+from zoo.contract.specs import ZooError
 
 THREADS_ENV = "ZOO_THREADS"
 RESAMPLE_SECONDS = 3.0  # how often a training run looks again at what the other processes use

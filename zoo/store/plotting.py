@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.specs import ZooError
+from zoo.contract.specs import ZooError
 
 
 def pyplot(what: str = "plotting") -> Any:

@@ -1,6 +1,6 @@
 """How much a model costs before it exists: tensors are counted while it is built on torch's meta device.
 
-Two users: `zoo.checkpoint` refuses an export whose metadata describes a model bigger than its tensors
+Two users: `zoo.store.checkpoint` refuses an export whose metadata describes a model bigger than its tensors
 (a 2 KB file claiming `hidden_size` 1e9), and `zoo train` refuses settings whose weights, gradients and
 Adam's moments would not fit in the memory at hand (`-o hidden_size=100000`) unless `--force`.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from zoo.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError
+from zoo.contract.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError
 
 FP32 = 4
 # fp32 weights, their gradients and Adam's two moments: the floor of training memory per parameter

@@ -20,11 +20,11 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.config import field_help, field_types, route_overrides, to_dict
-from zoo.display import printable
-from zoo.registry import matching, registry
-from zoo.specs import Terminated, TrainConfig, ZooError
-from zoo.threads import THREADS_ENV
+from zoo.contract.config import field_help, field_types, route_overrides, to_dict
+from zoo.store.display import printable
+from zoo.contract.registry import matching, registry
+from zoo.contract.specs import Terminated, TrainConfig, ZooError
+from zoo.loop.threads import THREADS_ENV
 
 
 class UserError(click.ClickException):
@@ -122,7 +122,7 @@ class ZooGroup(click.Group):
 
 def _show_warning(previous, message, category, *args, **kwargs) -> None:
     """zoo's own warnings as one line on stderr; others as Python shows them."""
-    from zoo.checkpoint import ZooWarning
+    from zoo.store.checkpoint import ZooWarning
 
     if issubclass(category, ZooWarning):
         click.echo(f"Warning: {printable(str(message), newlines=False)}", err=True)
@@ -241,7 +241,7 @@ class TrainCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from zoo.plan import plan
+        from zoo.loop.plan import plan
 
         args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
         given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
@@ -321,14 +321,14 @@ def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, 
 
 
 def _run_training(model, task, pairs, *, quiet, threads, **options):
-    from zoo.plan import plan
-    from zoo.threads import prepare
+    from zoo.loop.plan import plan
+    from zoo.loop.threads import prepare
 
     if not options.get("resume"):
         plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
     prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
-    from zoo.training import Interrupted
-    from zoo.training import train as run
+    from zoo.loop.training import Interrupted
+    from zoo.loop.training import train as run
 
     # -q keeps one line: where the export went
     log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
@@ -340,7 +340,7 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
 
 def _run_folder(path: str) -> str:
     """A run folder as given, or a run's name (MODEL-TASK-2, say) under checkpoints/."""
-    from zoo.runs import RUNS_ROOT
+    from zoo.store.runs import RUNS_ROOT
 
     named = os.path.join(RUNS_ROOT, path)
     return named if not os.path.exists(path) and os.sep not in path and os.path.isdir(named) else path
@@ -358,7 +358,7 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
     over the added epochs, after the first has ended.
     """
-    from zoo.runs import Run
+    from zoo.store.runs import Run
 
     run_dir = _run_folder(run_dir)
     info = Run(run_dir).state_info()
@@ -372,7 +372,7 @@ def resume_command(run_dir, epochs, device, threads, quiet):
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def runs_command(root, as_json):
     """List the runs found under ROOT (default: checkpoints)."""
-    from zoo.runs import find_runs, summary
+    from zoo.store.runs import find_runs, summary
 
     rows = []
     for run in find_runs(root):
@@ -396,7 +396,7 @@ def runs_command(root, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="the PNG to write [default: RUN_DIR/curves.png]")
 def plot_command(run_dir, out):
     """Draw a run's loss and metric curves (matplotlib)."""
-    from zoo.runs import Run, plot_curves
+    from zoo.store.runs import Run, plot_curves
 
     run_dir = _run_folder(run_dir)
     out = out or os.path.join(run_dir, "curves.png")
@@ -431,7 +431,7 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, th
     the best per task in bold) is printed and written to OUT/summary.md. Rerunning skips finished rows
     and resumes stopped runs.
     """
-    from zoo import bench
+    from zoo.front import bench
 
     try:
         if merge:
@@ -479,7 +479,7 @@ class TaskCommand(click.Command):
 
 def _task_of(path: str):
     """The registered task a weights file names, or None (the command then reports what is wrong)."""
-    from zoo.checkpoint import read_header, weights_file
+    from zoo.store.checkpoint import read_header, weights_file
 
     try:
         return registry().tasks.get(read_header(weights_file(path))[0].get("task", ""))
@@ -497,9 +497,9 @@ def _task_of(path: str):
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
 def eval_command(weights, task_options, settings, device, as_json, plot):
     """Recompute the metrics of exported weights."""
-    from zoo.checkpoint import load, read_card, weights_file
-    from zoo.data import device_of
-    from zoo.training import evaluate, pick_device
+    from zoo.store.checkpoint import load, read_card, weights_file
+    from zoo.loop.data import device_of
+    from zoo.loop.training import evaluate, pick_device
 
     weights = weights_file(weights)
     card = read_card(weights)
@@ -563,8 +563,8 @@ def predict_command(weights, device, **options):
     WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
     WEIGHTS --help` shows them.
     """
-    from zoo.checkpoint import load, weights_file
-    from zoo.training import pick_device
+    from zoo.store.checkpoint import load, weights_file
+    from zoo.loop.training import pick_device
 
     net = load(weights_file(weights), pick_device(device))
     task = registry().get_task(net.zoo.task)
@@ -588,7 +588,7 @@ def predict_command(weights, device, **options):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from zoo.checkpoint import describe, missing_plugins, provenance, weights_file
+    from zoo.store.checkpoint import describe, missing_plugins, provenance, weights_file
 
     fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
     task = registry().tasks.get(fields["task"])
@@ -615,7 +615,7 @@ def info_command(weights, as_json):
               help="the folder to write zoo-NAME/ in")
 def new_plugin_command(name, cell, task, where):
     """Write a ready plugin package zoo-NAME: entry point, module, conformance tests."""
-    from zoo.scaffold import new_plugin
+    from zoo.front.scaffold import new_plugin
 
     root = new_plugin(name, cell, task, where)
     click.echo(f"wrote {root}/: pyproject.toml, {root.name.replace('-', '_')}.py, tests/"

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.data import Carry
-from zoo.layers import check_step, map_state
-from zoo.specs import MANY_TO_ONE, Problem
+from zoo.nn.layers import Carry, check_step, map_state
+from zoo.contract.specs import MANY_TO_ONE, Problem
 
 
 class RecurrentNet(nn.Module):

@@ -21,11 +21,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from zoo.config import make_config, path_fields, to_dict
-from zoo.display import printable
-from zoo.files import remove_stale_temporaries, write_bytes_atomically
-from zoo.registry import registry
-from zoo.specs import Card, Problem, TrainConfig, ZooError
+from zoo.contract.config import make_config, path_fields, to_dict
+from zoo.store.display import printable
+from zoo.store.files import remove_stale_temporaries, write_bytes_atomically
+from zoo.contract.registry import registry
+from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
 
 FORMAT = "zoo/1"
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -87,7 +87,7 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
 def weights_file(path: str | Path) -> Path:
     """The export a path stands for: the file itself, a run folder's export, or a run's name
     (MODEL-TASK: the newest run of that pair under checkpoints/ that has an export)."""
-    from zoo.runs import RUNS_ROOT, Run, runs_of
+    from zoo.store.runs import RUNS_ROOT, Run, runs_of
 
     path = Path(path)
     if path.is_dir():
@@ -376,7 +376,7 @@ def expected_tensors(path: Any, spec: Any, card: Card, entries: dict[str, Any]) 
     (`num_layers` 1e6 would otherwise loop for minutes even on the meta device). A plugin whose build
     needs real numbers (`.item()` on a tensor, say) is built on the CPU under the same bounds.
     """
-    from zoo.budget import Budget, TooBig, parameters_on_meta
+    from zoo.nn.budget import Budget, TooBig, parameters_on_meta
 
     elements = sum(math.prod(e["shape"]) for e in entries.values())
 

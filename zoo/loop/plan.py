@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from zoo.config import applicable, make_config, route_overrides
-from zoo.registry import registry
-from zoo.specs import Fitted, Model, Task, TrainConfig, ZooError
+from zoo.contract.config import applicable, make_config, route_overrides
+from zoo.contract.registry import registry
+from zoo.contract.specs import Fitted, Model, Task, TrainConfig, ZooError
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zoo.specs import ZooError
+from zoo.contract.specs import ZooError
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -94,7 +94,7 @@ def make_data(config, meta):
     """Sequences of numbers; the class says whether their sum is positive (many-to-one)."""
     import torch
 
-    from zoo.data import TensorSplit
+    from zoo.loop.data import TensorSplit
 
     def draw(count, seed):
         x = torch.randn(count, config.length, 1, generator=torch.Generator().manual_seed(seed))
@@ -107,7 +107,7 @@ def make_data(config, meta):
 def evaluate(model, data, split):
     import torch
 
-    from zoo.data import batched_outputs
+    from zoo.loop.data import batched_outputs
 
     right = [(out.argmax(-1) == y).float() for out, y in batched_outputs(model, data.split(split))]
     return {{"accuracy": torch.cat(right).mean().item()}}

@@ -2,11 +2,11 @@
 
 A cell plugin supplies `make_cell(config, input_size)` returning one layer read in one direction:
 `out, h_n = cell(x, h0)` with x (batch, time, input), h0 None or (1, batch, hidden), out (batch,
-time, hidden), h_n (1, batch, hidden) or a tuple of such (the cell contract, zoo/layers.py). zoo
+time, hidden), h_n (1, batch, hidden) or a tuple of such (the cell contract, zoo/nn/layers.py). zoo
 stacks layers, adds the backward direction and the dropout between layers around it, so that the
 `-stacked` and `-bi` presets `cell_models` registers are true for every cell. A cell that does those
 itself, with torch.nn.RNN's layout (torch's own, for cuDNN/oneDNN speed), says `native_layers=True`.
-The network around the cell (inputs, output layer) is `zoo.nets.RecurrentNet`. Nothing here imports torch.
+The network around the cell (inputs, output layer) is `zoo.nn.nets.RecurrentNet`. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from zoo.specs import MANY_TO_MANY, MANY_TO_ONE, Model, Problem, ZooError, param, require
+from zoo.contract.specs import MANY_TO_MANY, MANY_TO_ONE, Model, Problem, ZooError, param, require
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ def build_cell(model: Model, config: Any, input_size: int):
     """The recurrent part of a network from a registered cell model, with its layers and directions.
 
     What composite models (seq2seq's encoder and decoder, say) call: it honours the contract for
-    plain and native cells alike (zoo.layers.recurrent).
+    plain and native cells alike (zoo.nn.layers.recurrent).
     """
-    from zoo.layers import recurrent
+    from zoo.nn.layers import recurrent
 
     if model.cell is None:
         raise ZooError(f"model {model.name!r} is not a recurrent cell")
@@ -62,8 +62,8 @@ def build_cell(model: Model, config: Any, input_size: int):
 
 
 def build_recurrent_net(make_cell: Callable, native_layers: bool, config: RecurrentConfig, problem: Problem):
-    from zoo.layers import recurrent
-    from zoo.nets import RecurrentNet
+    from zoo.nn.layers import recurrent
+    from zoo.nn.nets import RecurrentNet
 
     return RecurrentNet(lambda cfg, size: recurrent(make_cell, cfg, size, native_layers), config, problem)
 

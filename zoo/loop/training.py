@@ -23,15 +23,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from zoo.budget import check_training_memory
-from zoo.config import to_dict
-from zoo.data import epoch_order
-from zoo.distributed import World, join, leave
-from zoo.plan import plan
-from zoo.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
-from zoo.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
-from zoo.threads import Threads
-from zoo.threads import prepare as prepare_threads
+from zoo.nn.budget import check_training_memory
+from zoo.contract.config import to_dict
+from zoo.loop.data import epoch_order
+from zoo.loop.distributed import World, join, leave
+from zoo.loop.plan import plan
+from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
+from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.loop.threads import Threads
+from zoo.loop.threads import prepare as prepare_threads
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -400,7 +400,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     run needs `resume=True` (continue it; without `run_dir`, the pair's newest run) or `overwrite=True`.
     `init_from` starts from the weights of an export of the same model and task, its vocabulary
     and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
-    load (see zoo.threads). Under torchrun, every process trains its share and rank 0 writes.
+    load (see zoo.loop.threads). Under torchrun, every process trains its share and rank 0 writes.
     """
     policy = prepare_threads(threads)
     world, device = join(device)
@@ -440,7 +440,7 @@ def _existing_run(model: str, task: str, run_dir, resume: bool, overwrite: bool,
 
 def _check_out(out: Path, run: Run | None, task_config: Any) -> None:
     """--out must not land on a run's own files or on the data the task reads."""
-    from zoo.config import path_fields
+    from zoo.contract.config import path_fields
 
     target = out.resolve()
     for name in path_fields(type(task_config)):
@@ -465,7 +465,7 @@ def _named(option: str) -> Iterator[None]:
 
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
     """Load an export's weights into a freshly built network of the same architecture."""
-    from zoo.checkpoint import load, tensor_differences
+    from zoo.store.checkpoint import load, tensor_differences
 
     with _named("--init-from"):
         tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
@@ -483,7 +483,7 @@ def _init_weights(net: torch.nn.Module, path: Path) -> None:
 def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy, log, progress,
            log_every, force=False):
     from zoo import __version__
-    from zoo.checkpoint import check_writable, read_card, save, weights_file
+    from zoo.store.checkpoint import check_writable, read_card, save, weights_file
 
     say = log if world.main else (lambda line: None)
     run = None if out is False else _existing_run(model, task, run_dir, resume, overwrite, lock=world.main)

@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from zoo.files import made_dirs, remove_empty, replace_atomically
-from zoo.specs import ZooError
+from zoo.store.files import made_dirs, remove_empty, replace_atomically
+from zoo.contract.specs import ZooError
 
 DATA_ENV = "ZOO_DATA"  # overrides ./datasets for every task
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 def check_step(out: Any, state: Any, x: torch.Tensor, hidden: int, layers: int = 1, directions: int = 1) -> None:
     """Shape checks (a few integer comparisons) that turn a cell breaking the contract into one line."""
-    from zoo.specs import ZooError
+    from zoo.contract.specs import ZooError
 
     expected = (x.shape[0], x.shape[1], hidden * directions)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -97,3 +97,23 @@ def recurrent(make_cell: Callable[[Any, int], nn.Module], config: Any, input_siz
     if config.num_layers == 1 and not getattr(config, "bidirectional", False):
         return make_cell(one_layer(config), input_size)
     return Layers(make_cell, config, input_size)
+
+
+class Carry:
+    """The recurrent state handed from one batch to the next (truncated backpropagation through time).
+
+    A network called as `net(x, carry)` starts from `carry.state` (None: zeros) and leaves its final
+    state there, detached, so gradients stop at the batch boundary while the state flows on.
+    """
+
+    def __init__(self):
+        self.state = None
+        self.last: torch.Tensor | None = None  # the example numbers of the batch that left the state
+
+    def follow(self, index: torch.Tensor) -> "Carry":
+        """Keep the state only when `index` continues the last batch lane by lane; else start from zeros
+        (a new epoch, an evaluation, a resumed run)."""
+        last, self.last = self.last, index
+        if last is None or last.shape != index.shape or not torch.equal(index, last + 1):
+            self.state = None
+        return self

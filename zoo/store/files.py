@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from zoo.specs import ZooError
+from zoo.contract.specs import ZooError
 
 try:
     import fcntl

@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from zoo.nn.layers import Carry
+
 
 class TensorSplit:
     """Examples stacked in tensors along the first dimension; `transform` runs per batch (normalizing, say)."""
@@ -62,26 +64,6 @@ class Windows:
         return Windows(inputs, targets, self.starts.to(device), self.length, self.many_to_one, self.horizon)
 
 
-class Carry:
-    """The recurrent state handed from one batch to the next (truncated backpropagation through time).
-
-    A network called as `net(x, carry)` starts from `carry.state` (None: zeros) and leaves its final
-    state there, detached, so gradients stop at the batch boundary while the state flows on.
-    """
-
-    def __init__(self):
-        self.state = None
-        self.last: torch.Tensor | None = None  # the example numbers of the batch that left the state
-
-    def follow(self, index: torch.Tensor) -> "Carry":
-        """Keep the state only when `index` continues the last batch lane by lane; else start from zeros
-        (a new epoch, an evaluation, a resumed run)."""
-        last, self.last = self.last, index
-        if last is None or last.shape != index.shape or not torch.equal(index, last + 1):
-            self.state = None
-        return self
-
-
 class Streams:
     """One long series read as contiguous streams, for truncated backpropagation through time.
 
@@ -89,7 +71,7 @@ class Streams:
     step. `order(batch_size)` lays the chunks out as `batch_size` lanes of consecutive chunks read
     side by side (as char-rnn and pytorch/examples' word_language_model do): batch k holds chunk k of
     every lane, so the state each lane ends a batch with, kept in `carry`, starts the next one. The
-    inputs are `(chunks, carry)`: the network carries the state itself (zoo.nets.RecurrentNet does).
+    inputs are `(chunks, carry)`: the network carries the state itself (zoo.nn.nets.RecurrentNet does).
     """
 
     def __init__(self, series: torch.Tensor, length: int):
@@ -147,7 +129,7 @@ def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> It
 
 def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
     """Character ids of `text`; characters outside the vocabulary are a user error, named in one line."""
-    from zoo.specs import ZooError
+    from zoo.contract.specs import ZooError
 
     index = {ch: i for i, ch in enumerate(vocab)}
     if len(index) != len(vocab) or not all(isinstance(ch, str) and len(ch) == 1 for ch in vocab):
@@ -169,7 +151,7 @@ class PairSplit:
     """
 
     def __init__(self, sources: list[list[int]], targets: list[list[int]]):
-        from zoo.specs import BOS, EOS, PAD
+        from zoo.contract.specs import BOS, EOS, PAD
 
         self.src, self.src_len = _padded(sources, PAD)
         self.tgt_in, self.tgt_len = _padded([[BOS] + t for t in targets], PAD)

@@ -116,7 +116,7 @@ class Model:
     # the problem shapes it can solve, or a function of its config that says (bidirectional reads the future)
     shapes: Any = (MANY_TO_ONE, MANY_TO_MANY)
     # for recurrent cells: (config, input_size) -> one layer in one direction, `out, h_n = cell(x, h0)`
-    # (the cell contract, zoo/layers.py), so composite models can be built from any registered cell
+    # (the cell contract, zoo/nn/layers.py), so composite models can be built from any registered cell
     cell: Callable[[Any, int], Any] | None = None
     native_layers: bool = False  # the cell builds num_layers, bidirectional and dropout itself (torch's)
     plugin: str = ""  # who registered it, "distribution version"; filled in by the registry
@@ -185,7 +185,7 @@ class TaskData:
     """A task's data, ready for the training loop.
 
     A split is anything with `len(split)` and `split.batch(index) -> (inputs, targets)`, where `index`
-    is a 1-D tensor of example numbers; `zoo.data.TensorSplit` covers the common case.
+    is a 1-D tensor of example numbers; `zoo.loop.data.TensorSplit` covers the common case.
     """
 
     problem: Problem

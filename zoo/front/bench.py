@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from zoo.config import field_types, suggest
-from zoo.files import FolderLock, read_jsonl, replace_atomically
-from zoo.registry import matching, registry
-from zoo.plotting import pyplot, save_figure
-from zoo.runs import Run
-from zoo.specs import TrainConfig, ZooError
+from zoo.contract.config import field_types, suggest
+from zoo.store.files import FolderLock, read_jsonl, replace_atomically
+from zoo.contract.registry import matching, registry
+from zoo.store.plotting import pyplot, save_figure
+from zoo.store.runs import Run
+from zoo.contract.specs import TrainConfig, ZooError
 
 FORMAT = "zoo-bench/1"
 RECIPE, RESULTS, SUMMARY, PLOT, LOCK = "bench.json", "results.jsonl", "summary.md", "summary.png", ".lock"
@@ -139,7 +139,7 @@ class Grid:
 
 def make_grid(models: str, tasks: str, seeds: list[int], settings: list[str], epochs: dict[str, int]) -> Grid:
     """Every (model, task, seed) that fits, sorted, with each pair's settings checked before anything runs."""
-    from zoo.plan import plan
+    from zoo.loop.plan import plan
 
     reg = registry()
     model_names, task_names = expand(models, reg.models, "model"), expand(tasks, reg.tasks, "task")
@@ -275,8 +275,8 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
             peak_kib: int, resumed: bool) -> dict:
     """A result row from a finished run: the export's metrics and card, the run's log of epochs."""
     from zoo import __version__
-    from zoo.checkpoint import describe as card_of
-    from zoo.checkpoint import read_header
+    from zoo.store.checkpoint import describe as card_of
+    from zoo.store.checkpoint import read_header
 
     export = run.export_path
     card = card_of(export)
@@ -383,7 +383,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
           threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
     """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows."""
-    from zoo.threads import parse_threads, usable_cpus
+    from zoo.loop.threads import parse_threads, usable_cpus
 
     if workers is not None and workers < 1:
         raise ZooError(f"--workers must be at least 1, got {workers}")

@@ -1,0 +1,1 @@
+"""The front ends: the `zoo` command line (cli), results tables (bench) and new-plugin packages (scaffold)."""
