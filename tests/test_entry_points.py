@@ -47,8 +47,8 @@ def test_zoo_list_in_a_new_process_finds_the_plugin(fake_distribution, adding_so
     assert hidden.returncode == 1 and "no model or task matches 'adding'" in hidden.stderr
 
 
-def test_readme_shows_the_example_plugin_verbatim():
-    readme = (ROOT / "README.md").read_text()
+def test_plugin_docs_show_the_example_plugins_verbatim():
+    readme = (ROOT / "docs" / "plugins.md").read_text()
     for example, name in ((EXAMPLE, "zoo_adding.py"), (EXAMPLE, "pyproject.toml"),
                           (EXAMPLE.parent / "zoo-mgu", "zoo_mgu.py"), (EXAMPLE.parent / "zoo-mgu", "pyproject.toml")):
-        assert (example / name).read_text().strip() in readme, f"README's copy of {example.name}/{name} is out of date"
+        assert (example / name).read_text().strip() in readme, f"docs/plugins.md's copy of {example.name}/{name} is out of date"

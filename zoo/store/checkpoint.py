@@ -194,7 +194,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for key, kind in FIELDS.items():
         if key not in metadata:
-            if key == "plugins":  # exports before 0.2 did not name the cell's plugin
+            if key == "plugins":  # exports made before zoo recorded plugins have none
                 continue
             raise ZooError(f"{path} has damaged zoo metadata (no {key!r})")
         try:
