@@ -1,9 +1,9 @@
-"""Weights files from strangers, and options that cannot work: one `Error:` line each, a non-zero exit, no
-traceback, no file changed, and a bounded cost.
+"""Weights files from strangers: one `Error:` line each, a non-zero exit, no traceback, no file changed,
+and a bounded cost.
 
 Every hostile file is made here, in a temp dir, from a small real export. The memory bombs (a 2 KB file
 whose metadata claims a hidden size of 1e9, say) run in a subprocess under an address-space limit, so a
-regression fails the test instead of taking the machine down.
+regression fails the test instead of taking the machine down. Options that cannot work: test_options.py.
 """
 
 import hashlib
@@ -256,63 +256,6 @@ def test_exports_name_the_plugins_they_need(runner, fake_distribution, monkeypat
         zoo.load(out)
 
 
-# -- options ----------------------------------------------------------------------------------------------
-
-OPTIONS = [
-    (["--seed", str(2**64)], "seed must be in torch's range"),
-    (["--seed", str(-2**63 - 1)], "seed must be in torch's range"),
-    (["--device", "meta"], "device meta holds shapes, not numbers"),
-    (["--device", "xpu"], "XPU is not available here"),
-    (["--device", "hpu"], "cannot train on device 'hpu'"),
-    (["--device", "nonsense"], "unknown device 'nonsense'"),
-    (["--device", "cpu", "-o", "hidden_size=100000"], "needs at least"),
-]
-
-
-@pytest.mark.parametrize("options,message", OPTIONS, ids=[" ".join(o) for o, _ in OPTIONS])
-def test_options_that_cannot_work_are_one_line(runner, tmp_path, options, message):
-    """Refused before any file is written (the hidden_size case is safe in-process: it is refused from
-    the estimate; the memory-bomb subprocess below also runs it under an address-space limit)."""
-    assert message in one_line_error(zoo_cli(runner, "train", "rnn", "hihello", "-e", "1", *options))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_cuda_index_beyond_the_devices(runner, tmp_path):
-    line = one_line_error(zoo_cli(runner, "train", "rnn", "hihello", "--device", "cuda:99"))
-    assert ("only" if torch.cuda.is_available() else "CUDA is not available") in line
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_force_trains_past_the_estimate(runner, tmp_path, monkeypatch):
-    import zoo.nn.budget
-
-    monkeypatch.setattr(zoo.nn.budget, "available_bytes", lambda device: 1000)
-    line = one_line_error(zoo_cli(runner, "train", "rnn", "hihello", "-e", "1", "--out", tmp_path / "w.safetensors"))
-    assert "needs at least" in line and "available on cpu; --force tries anyway" in line
-    result = zoo_cli(runner, "train", "rnn", "hihello", "-e", "1", "-q", "--force", "--out", tmp_path / "w.safetensors")
-    assert result.exit_code == 0, result.output
-
-
-def test_the_estimate_is_a_floor_of_what_training_takes():
-    """Weights, gradients and Adam's two moments: 16 bytes a parameter, counted on a model no bigger than the
-    one training builds."""
-    import re
-
-    import zoo.nn.budget
-    from zoo.loop.plan import plan
-
-    p = plan("lstm", "hihello", {"hidden_size": 1000})
-    zoo.nn.budget.check_training_memory(p, torch.device("cpu"))  # fits
-    with pytest.raises(zoo.ZooError) as caught, pytest.MonkeyPatch.context() as m:
-        m.setattr(zoo.nn.budget, "available_bytes", lambda device: 60 * 2**20)
-        zoo.nn.budget.check_training_memory(p, torch.device("cpu"))
-    message = str(caught.value)
-    counted = int(re.search(r"\(([\d,]+) parameters", message).group(1).replace(",", ""))
-    real = p.model.build(p.model_config, zoo.get_task("hihello").data(p.task_config, None).problem)
-    assert 4_000_000 < counted <= sum(t.numel() for t in real.parameters())
-    assert f"needs at least {counted * 16 / 2**20:.0f} MiB" in message and "60 MiB is available on cpu" in message
-
-
 # -- memory bombs, under an address-space limit in a subprocess -------------------------------------------
 
 BOMBS = [
@@ -324,6 +267,7 @@ BOMBS = [
     ("output-1e10", "problem", {"output_size": 10_000_000_000}),
     ("vocab-1e9", "problem", {"vocab_size": 1_000_000_000}),
 ]
+
 
 DRIVER = textwrap.dedent('''
     import json, os, resource, signal, sys, traceback

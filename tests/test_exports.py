@@ -1,4 +1,7 @@
-"""Exports: self-describing, atomic, and every way a weights file can be wrong gets one clear line."""
+"""Exports: self-describing, atomic, and every way a weights file can be wrong gets one clear line.
+
+Files crafted by a stranger (bad headers, memory bombs, escape sequences): test_hostile.py.
+"""
 
 import json
 

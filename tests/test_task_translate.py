@@ -1,15 +1,24 @@
-"""Seq2seq translation: tiny corpora learned exactly, decoding, exports, any cell, bad pair files."""
+"""Seq2seq translation: tiny corpora learned exactly, decoding, exports, any cell, bad pair files; the
+defaults fitted to a corpus, the vocabulary cap and character fallback, and exports whose sizes would
+drive unbounded decoding.
+"""
 
+import json
 import types
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import zoo
 from conftest import one_line_error, zoo_cli
-from zoo_plugins.seq2seq.network import reverse_within, run_cell
 from zoo.contract.registry import Plugin, registry
+from zoo.loop.plan import plan
+from zoo_plugins import translate as translate_plugin
+from zoo_plugins.seq2seq.network import reverse_within, run_cell
 from zoo_plugins.translate import COURSE_PAIRS, translate
+
 
 PAIRS = ("the cat sleeps\tle chat dort\nthe dog eats\tle chien mange\n"
          "a cat eats\tun chat mange\nthe dog sleeps\tle chien dort\n")
@@ -158,3 +167,96 @@ def test_bad_pair_files_are_one_line(runner, tmp_path, name, text, message):
 def test_max_length_that_drops_everything_is_one_line(runner, corpus):
     assert "has at most 1 tokens" in one_line_error(zoo_cli(runner, "train", "seq2seq", "translate", "--pairs", corpus,
                                                             "--max-length", "1"))
+
+
+def rewrite(path, out, **meta_changes):
+    """A copy of an export whose `meta` (or another metadata entry, as `entry__key`) is changed by hand."""
+    metadata = safe_open(path, "pt").metadata()
+    meta = json.loads(metadata["meta"])
+    for key, value in meta_changes.items():
+        if "__" in key:
+            entry, name = key.split("__")
+            changed = json.loads(metadata[entry])
+            changed[name] = value
+            metadata[entry] = json.dumps(changed)
+        else:
+            meta[key] = value
+    metadata["meta"] = json.dumps(meta)
+    save_file(load_file(path), out, metadata=metadata)
+    return out
+
+
+def test_translate_defaults_fit_a_corpus(tmp_path):
+    path = tmp_path / "many.tsv"
+    path.write_text("".join(f"number {i % 50} plus {i % 7}\tnombre {i % 50} más {i % 7}\n" for i in range(300)))
+    p = plan("seq2seq", "translate", {"pairs": path})
+    assert (p.model_config.hidden_size, p.model_config.attention, p.train_config.patience) == (128, "luong", 5)
+    assert p.task_config.fallback == "chars" and p.task_config.max_vocab == 4 + 2 + 50  # 2 words, numbers 0-49
+    assert "300 pairs" in p.note
+    assert plan("seq2seq", "translate").note == ""  # the course's four pairs: the course's model
+    assert plan("seq2seq", "translate", {"pairs": path, "attention": "none"}).model_config.attention == "none"
+
+
+def test_max_vocab_keeps_the_frequent_words_and_fallback_spells_the_rest(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("the cat\tle chat\nthe dog\tle chien\nthe zebra\tle zèbre\n")
+    task = zoo.get_task("translate")
+    config = task.config(pairs=str(path), test_fraction=0, val_fraction=0, max_vocab=5)
+    data = task.data(config, None)
+    assert data.meta["source_vocab"] == [*zoo.SPECIAL_TOKENS, "the"]
+    assert data.train.src[:, 1].tolist() == [zoo.UNK] * 3
+    config = task.config(pairs=str(path), test_fraction=0, val_fraction=0, max_vocab=5, fallback="chars")
+    data = task.data(config, None)
+    vocab = data.meta["target_vocab"]
+    assert vocab[:5] == [*zoo.SPECIAL_TOKENS, "le"] and {"z", "##è", "##b"} <= set(vocab)
+    assert zoo.UNK not in data.train.tgt_out.flatten().tolist()
+    rows = [[vocab[i] for i in row if i not in (-100, zoo.EOS)] for row in data.train.tgt_out.tolist()]
+    zebra = next(row for row in rows if "z" in row)  # the pairs are shuffled once
+    assert zebra == ["le", "z", "##è", "##b", "##r", "##e"]
+    assert translate_plugin.detokenize(zebra, "word") == "le zèbre"
+    assert data.meta["longest_target"] == 6  # tokens after spelling out, which decoding must allow
+
+
+def test_fallback_chars_trains_and_translates(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("the cat\tle chat\nthe dog\tle chien\nthe zebra\tle zèbre\na dog\tun chien\n")
+    net = zoo.train("seq2seq", "translate", {"pairs": path, "test_fraction": 0, "val_fraction": 0, "max_vocab": 6,
+                                             "fallback": "chars", "hidden_size": 32, "epochs": 200,
+                                             "attention": "luong"}, out=False, log=quiet)
+    assert translate_plugin.translate(net, ["the zebra", "a dog"]) == ["le zèbre", "un chien"]
+
+
+@pytest.fixture(scope="module")
+def course_translator(tmp_path_factory):
+    path = tmp_path_factory.mktemp("t") / "t.safetensors"
+    zoo.train("seq2seq", "translate", {"epochs": 3}, out=path, log=quiet)
+    return path
+
+
+def test_a_huge_decoding_length_in_an_export_is_capped(course_translator, tmp_path, runner, monkeypatch):
+    crafted = rewrite(course_translator, tmp_path / "crafted.safetensors", longest_target=10**9)
+    asked = []
+    real = translate_plugin.decoding_cap
+    monkeypatch.setattr(translate_plugin, "decoding_cap", lambda meta, n: asked.append(real(meta, n)) or asked[-1])
+    for args in (["predict", crafted, "i feel hungry."], ["predict", crafted, "i feel hungry.", "--beam", "3"],
+                 ["eval", crafted]):
+        result = zoo_cli(runner, *args)
+        assert result.exit_code == 0, result.output
+    assert asked and max(asked) == translate_plugin.MAX_DECODE
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"longest_target": "lots"}, "longest_target is 'lots'"),
+    ({"longest_target": -3}, "longest_target is -3"),
+    ({"target_vocab": ["a", "b"]}, "target_vocab is damaged"),
+    ({"target_vocab": [*zoo.SPECIAL_TOKENS, "x"]}, "do not match its network"),
+    ({"level": "bytes"}, "level, fallback or lowercase setting is damaged"),
+])
+def test_damaged_translate_sizes_are_one_line(course_translator, tmp_path, runner, changes, message):
+    crafted = rewrite(course_translator, tmp_path / "crafted.safetensors", **changes)
+    assert message in one_line_error(zoo_cli(runner, "predict", crafted, "i feel hungry."))
+
+
+def test_max_vocab_below_the_special_tokens_is_one_line(runner):
+    line = one_line_error(zoo_cli(runner, "train", "seq2seq", "translate", "--max-vocab", "4"))
+    assert "max_vocab must be 0 (no cap) or more than the 4 special tokens" in line

@@ -1,12 +1,21 @@
-"""The registry: built-ins, lookups, wildcards, and what a third-party plugin can get wrong."""
+"""Plugins: the registry (built-ins, lookups, wildcards, name clashes, what a third-party plugin can
+get wrong), entry-point discovery of an installed distribution, and the example plugins.
 
+Faults a plugin cannot take zoo down with: test_plugin_faults.py; `zoo new-plugin`: test_scaffold.py;
+the declared API: test_plugin_api.py; the contract as checks: test_conformance.py.
+"""
+
+import os
+import re
+import subprocess
+import sys
 import types
 
 import pytest
 
 import zoo
-from conftest import zoo_cli
-from zoo.contract.registry import LOAD_ENV, Plugin, Registry, registry
+from conftest import EXAMPLE, ROOT, one_line_error, zoo_cli
+from zoo.contract.registry import LOAD_ENV, Plugin, Registry, registry, reset
 
 
 def module_with(**hooks) -> types.ModuleType:
@@ -140,3 +149,100 @@ def test_a_plugin_that_fails_to_import_is_a_warning(fake_distribution, monkeypat
     assert not reg.plugins["broken"].loaded
     assert any("'broken'" in w and "broken-plugin 0.1.0" in w and "missing package" in w for w in reg.warnings)
     assert "lstm" in reg.models
+
+
+def test_example_plugin_trains_evaluates_and_loads(fake_distribution, adding_source, monkeypatch, runner, tmp_path):
+    fake_distribution(adding_source)
+    monkeypatch.setenv(LOAD_ENV, "adding")
+    listed = zoo_cli(runner, "list", "add*")
+    assert "adding" in listed.output and "zoo-adding 0.1.0" in listed.output
+    out = tmp_path / "adding.safetensors"
+    result = zoo_cli(runner, "train", "gru", "adding", "--samples", "200", "--length", "8", "-e", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "final (test split): mse" in result.output
+    result = zoo_cli(runner, "eval", out)
+    assert result.exit_code == 0 and "mse" in result.output, result.output
+    result = zoo_cli(runner, "predict", out, "0.5* 0.1 0.25* 0.3")
+    assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    result = zoo_cli(runner, "predict", out, "-0.5* 0.1 -0.25* 0.3")  # a negative number is not an option
+    assert result.exit_code == 0 and re.fullmatch(r"-?\d+\.\d{3}\n", result.output), result.output
+    assert "No such option" in zoo_cli(runner, "predict", out, "--nonsense", "1").output
+    assert zoo.load(out).zoo.task_config.samples == 200
+    # the same file, with the plugin switched off: one clear line
+    monkeypatch.setenv(LOAD_ENV, "")
+    from zoo.contract.registry import reset
+
+    reset()
+    assert "which no installed plugin provides" in one_line_error(zoo_cli(runner, "eval", out))
+
+
+def test_zoo_list_in_a_new_process_finds_the_plugin(fake_distribution, adding_source):
+    site = fake_distribution(adding_source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop(LOAD_ENV, None)
+    command = [sys.executable, "-m", "zoo", "list", "adding"]
+    shown = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "zoo-adding 0.1.0" in shown.stdout
+    hidden = subprocess.run(command, capture_output=True, text=True, env={**env, LOAD_ENV: ""})
+    assert hidden.returncode == 1 and "no model or task matches 'adding'" in hidden.stderr
+
+
+def test_plugin_docs_show_the_example_plugins_verbatim():
+    readme = (ROOT / "docs" / "plugins.md").read_text()
+    for example, name in ((EXAMPLE, "zoo_adding.py"), (EXAMPLE, "pyproject.toml"),
+                          (EXAMPLE.parent / "zoo-mgu", "zoo_mgu.py"), (EXAMPLE.parent / "zoo-mgu", "pyproject.toml")):
+        assert (example / name).read_text().strip() in readme, f"docs' copy of {example.name}/{name} is out of date"
+
+
+EXAMPLES = ROOT / "examples"
+MGU = EXAMPLES / "zoo-mgu"
+
+
+@pytest.mark.parametrize("example", ["zoo-adding", "zoo-mgu"])
+def test_the_examples_own_tests_pass(example):
+    folder = EXAMPLES / example
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
+           LOAD_ENV: ""}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=folder,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.fixture
+def mgu_installed(fake_distribution, monkeypatch):
+    fake_distribution((MGU / "zoo_mgu.py").read_text(), module="zoo_mgu", entry="mgu", dist="zoo_mgu")
+    monkeypatch.setenv(LOAD_ENV, "mgu")
+    yield
+    sys.modules.pop("zoo_mgu", None)
+
+
+def test_the_mgu_presets_are_real(mgu_installed):
+    from zoo.nn.layers import Layers
+
+    problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=2, input_size=3)
+    for name, cells in (("mgu", None), ("mgu-stacked", 2), ("mgu-bi", 2)):
+        spec = zoo.get_model(name)
+        net = spec.build(spec.config(**spec.defaults), problem)
+        assert (cells is None and not isinstance(net.rnn, Layers)) or len(net.rnn.cells) == cells
+
+
+def test_mgu_trains_on_tasks_and_inside_seq2seq_then_loads(mgu_installed, runner, tmp_path, monkeypatch):
+    out = tmp_path / "mgu.safetensors"
+    result = zoo_cli(runner, "train", "mgu-bi", "stock", "--data", _prices(tmp_path), "-e", 2, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert zoo.load(out).zoo.model_config.bidirectional
+    translator = tmp_path / "translate.safetensors"
+    result = zoo_cli(runner, "train", "seq2seq", "translate", "--cell", "mgu", "--num-layers", 2, "--attention",
+                     "luong", "-e", 3, "--out", translator, "-q")
+    assert result.exit_code == 0, result.output
+    assert zoo_cli(runner, "predict", translator, "i feel hungry.").exit_code == 0
+    monkeypatch.setenv(LOAD_ENV, "")  # the cell's plugin gone: one line
+    reset()
+    assert one_line_error(zoo_cli(runner, "eval", out))
+
+
+def _prices(tmp_path):
+    from conftest import write_course_prices
+
+    return write_course_prices(tmp_path / "prices.csv", days=40)

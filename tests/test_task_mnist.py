@@ -12,6 +12,7 @@ import zoo
 from conftest import IDX_FILES, digit_like, one_line_error, tiny_mnist, write_idx, zoo_cli
 from zoo_plugins import mnist
 
+
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
