@@ -156,3 +156,50 @@ def load(path: Any, device: Any = "cpu", task_overrides: dict[str, str] | None =
         net = seq2seq_net(graph, Graph(decoder, path), layout, card, registry().get_model(card.model),
                           4 * elements + 10_000_000)
     return net.to(device).eval()
+
+
+def in_memory(net: nn.Module, problem: Any) -> OnnxRecurrentNet:
+    """A RecurrentNet exported and run back through onnxruntime without a file (the conformance kit's)."""
+    from types import SimpleNamespace
+
+    from zoo.store.onnx_export import recurrent_graph
+    from zoo.store.onnx_file import parse
+
+    graph, layout = recurrent_graph(net.cpu().eval(), problem)
+    return OnnxRecurrentNet(Graph(parse("the exported graph", graph), "the exported graph"), layout,
+                            SimpleNamespace(problem=problem))
+
+
+def parity(net: nn.Module, exported: nn.Module, problem: Any, batches=(1, 3), lengths=(1, 7, 33),
+           tolerance: float = 1e-5) -> list[str]:
+    """What differs between a torch RecurrentNet and its export beyond `tolerance`: outputs and final
+    states from a random state, at each batch size and length, and (one direction: a backward one reads
+    the end first) the sequence fed one step at a time."""
+    from zoo.nn.layers import Carry
+    from zoo.store.onnx_export import sample_input
+
+    generator = torch.Generator().manual_seed(2)
+    problems = []
+    many_to_one = problem.shape != "many-to-many"
+    for batch in batches:
+        for length in lengths:
+            x = sample_input(problem, batch, length, generator)
+            expected_carry, got_carry, step_carry = Carry(), Carry(), Carry()
+            with torch.no_grad():
+                net(x[:, :1], expected_carry)  # a state that is not zeros, the same for all three
+                start = expected_carry.state
+                got_carry.state = step_carry.state = start
+                expected = net(x, expected_carry)
+                got = exported(x, got_carry)
+                steps = [exported(x[:, t: t + 1], step_carry) for t in range(length)]
+            stepped = steps[-1] if many_to_one else torch.cat(steps, 1)
+            pairs = [("outputs", expected, got), ("final state", expected_carry.state, got_carry.state)]
+            if getattr(net, "directions", 1) == 1:
+                pairs += [("outputs fed one step at a time", expected, stepped),
+                          ("final state fed one step at a time", expected_carry.state, step_carry.state)]
+            for what, a, b in pairs:
+                for e, g in zip(leaves(a), leaves(b)):
+                    worst = float((e - g).abs().max()) if e.shape == g.shape else math.inf
+                    if not worst <= tolerance:
+                        problems.append(f"batch {batch}, length {length}: {what} differ by {worst:.2g}")
+    return problems
