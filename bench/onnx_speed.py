@@ -1,7 +1,8 @@
 """onnxruntime against PyTorch eager, side by side in one run (docs/onnx.md quotes the figures).
 
 (1) streaming generation at batch 1: one character a step, the state carried, a charlm-sized LSTM
-    (512 units, one-hot over 65 characters): the latency of one step, median over --steps.
+    (512 units, one-hot over 65 characters): the latency of one step, median over --steps; also
+    through zoo's onnxruntime adapter (zoo.store.onnx_net), which `zoo predict model.onnx` uses.
 (2) batch inference over the 10,000 Fashion-MNIST test images (LSTM 96, the task's default, batches
     of 1,024 as zoo eval reads them): the time of the whole pass, best of --repeats.
 
@@ -45,18 +46,25 @@ def build(problem, **config):
     return net, graph, layout
 
 
-def streaming(threads: int, steps: int) -> tuple[float, float]:
+def streaming(threads: int, steps: int) -> tuple[float, float, float]:
+    from types import SimpleNamespace
+
+    from zoo.store.onnx_file import parse
+    from zoo.store.onnx_net import Graph, OnnxRecurrentNet
+
     problem = zoo.Problem(zoo.MANY_TO_MANY, output_size=65, vocab_size=65)
     net, graph, layout = build(problem, hidden_size=512)
     session = ort_session(graph, threads)
     names = layout["state"]
+    adapter = OnnxRecurrentNet(Graph(parse("graph", graph), "graph"), layout, SimpleNamespace(problem=problem))
+    adapter.graph.session = session  # the same threads as the others
 
-    def torch_steps(n):
+    def torch_steps(n, model=net):
         carry, token, times = Carry(), torch.tensor([[1]]), []
         with torch.no_grad():
             for _ in range(n):
                 start = time.perf_counter()
-                token = net(token, carry)[:, -1:].argmax(-1)
+                token = model(token, carry)[:, -1:].argmax(-1)
                 times.append(time.perf_counter() - start)
         return times
 
@@ -70,12 +78,13 @@ def streaming(threads: int, steps: int) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return times
 
-    torch_steps(20), ort_steps(20)  # warm up
-    torch_times, ort_times = [], []
-    for _ in range(5):  # alternate, so that a change of load hits both
+    torch_steps(20), ort_steps(20), torch_steps(20, adapter)  # warm up
+    torch_times, ort_times, adapter_times = [], [], []
+    for _ in range(5):  # alternate, so that a change of load hits all three
         torch_times += torch_steps(steps // 5)
         ort_times += ort_steps(steps // 5)
-    return statistics.median(torch_times), statistics.median(ort_times)
+        adapter_times += torch_steps(steps // 5, adapter)
+    return statistics.median(torch_times), statistics.median(ort_times), statistics.median(adapter_times)
 
 
 def fashion_images() -> np.ndarray:
@@ -129,9 +138,10 @@ def main():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"CPU: {cpu}; load average {os.getloadavg()[0]:.2f}; {args.threads} thread(s) each; torch "
           f"{torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
-    eager, ort = streaming(args.threads, args.steps)
+    eager, ort, adapter = streaming(args.threads, args.steps)
     print(f"(1) charlm LSTM 512, one character a step at batch 1: PyTorch eager {eager * 1e3:.3f} ms/step, "
-          f"onnxruntime {ort * 1e3:.3f} ms/step: onnxruntime {eager / ort:.2f}x as fast")
+          f"onnxruntime {ort * 1e3:.3f} ms/step: onnxruntime {eager / ort:.2f}x as fast; through zoo's adapter "
+          f"(torch tensors in and out, as zoo predict runs it) {adapter * 1e3:.3f} ms/step, {eager / adapter:.2f}x")
     eager, ort = batch_inference(args.threads, args.repeats)
     print(f"(2) Fashion-MNIST test set (10,000 images, LSTM 96, batches of 1,024): PyTorch eager {eager:.2f} s, "
           f"onnxruntime {ort:.2f} s: onnxruntime {eager / ort:.2f}x as fast")

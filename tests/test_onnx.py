@@ -105,6 +105,9 @@ def test_mgu_exports_through_the_cli_and_evaluates_alike(mgu_installed, runner, 
                "--val-size", "10", "--no-download", "-e", "1", "--hidden-size", "4")
     assert "stepped in Python" in one_line_error(zoo_cli(runner, "export", bi, "--format", "onnx"))
     assert not bi.with_suffix(".onnx").exists()
+    translator = train(runner, tmp_path, "seq2seq", "translate", "--cell", "mgu", "-e", "1")
+    assert "encoder's cell is stepped in Python" in one_line_error(zoo_cli(runner, "export", translator, "--format",
+                                                                          "onnx"))
 
 
 @pytest.mark.parametrize("options", [("--bptt", "20", "-b", "4"), ("--window", "12", "--hidden-size", "16")],
@@ -295,3 +298,13 @@ def test_without_onnxruntime_one_line_says_what_to_install(runner, hihello, monk
     assert not weights.with_name("other.onnx").exists()
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert "pip install 'rnn-zoo[onnx]'" in one_line_error(zoo_cli(runner, "info", onnx_file))
+
+
+def test_stock_eval_and_predict_match(runner, tmp_path):
+    from conftest import write_course_prices
+
+    prices = write_course_prices(tmp_path / "prices.csv", days=40)
+    weights = train(runner, tmp_path, "gru-stacked", "stock", "--data", prices, "-e", "2")
+    onnx_file = export(runner, weights)
+    assert_same_metrics(metrics(runner, weights, "--data", prices), metrics(runner, onnx_file, "--data", prices))
+    assert predict(runner, onnx_file, "--data", prices) == predict(runner, weights, "--data", prices)

@@ -302,12 +302,21 @@ def to_onnx(net: nn.Module, metadata: dict[str, str]) -> bytes:
 
     card = net.zoo
     net = net.cpu().eval()
-    if card.problem.shape == SEQ2SEQ:
-        encoder, decoder, layout = seq2seq_graphs(net, card.problem)
-        graph, extra = encoder, {"decoder_onnx": base64.b64encode(decoder).decode("ascii")}
-    else:
-        graph, layout = recurrent_graph(net, card.problem)
-        extra = {}
+    try:
+        if card.problem.shape == SEQ2SEQ:
+            encoder, decoder, layout = seq2seq_graphs(net, card.problem)
+            graph, extra = encoder, {"decoder_onnx": base64.b64encode(decoder).decode("ascii")}
+        else:
+            graph, layout = recurrent_graph(net, card.problem)
+            extra = {}
+    except ZooError:
+        raise
+    except Exception as e:  # an operation torch.onnx cannot export, a network of another interface
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[:1] or [""]
+        raise ZooError(f"{card.model} could not be exported to ONNX ({type(e).__name__}: {first[0][:200]}); set "
+                       f"ZOO_DEBUG=1 for the traceback") from None
     model = onnx.load_from_string(graph)
     entries = {**metadata, "onnx_layout": json.dumps(layout), **extra}
     del model.metadata_props[:]
