@@ -3,6 +3,7 @@ step at a time), `zoo eval`/`predict`/`info` of the .onnx file, the torch-free r
 every bad input as one line with nothing overwritten."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -281,8 +282,23 @@ def test_damaged_foreign_and_hostile_onnx_files_are_one_line(runner, tmp_path, h
         tensor.data_location = onnx.TensorProto.EXTERNAL
         tensor.external_data.add(key="location", value="/etc/passwd")
     outside = rewrite(good, tmp_path / "external.onnx", external)
+    def huge_state(model):
+        for p in model.metadata_props:
+            if p.key == "onnx_layout":
+                p.value = p.value.replace('"state_shapes": [[1, 8]]', '"state_shapes": [[1000000, 1000000]]')
+                assert "1000000" in p.value
+    forged = rewrite(good, tmp_path / "forged.onnx", huge_state)
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)  # opening it would block: refused before
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as f:  # sparse: no disk is used
+        f.truncate(2 * 1024**3 + 10)
     cases = {truncated: "damaged or truncated", garbage: "not an ONNX", foreign: "not one zoo exported",
-             no_layout: "onnx_layout", hostile: "damaged zoo metadata", outside: "follows no path"}
+             no_layout: "onnx_layout", hostile: "damaged zoo metadata", outside: "follows no path",
+             huge: "more than one ONNX file can hold", fifo: "named pipe"}
+    for path, expected in {forged: "state_shapes"}.items():
+        for command in (("eval", path), ("predict", path, "hihell")):
+            assert expected in one_line_error(zoo_cli(runner, *command))
     for path, expected in cases.items():
         for command in (("eval", path), ("predict", path, "hihell"), ("info", path)):
             line = one_line_error(zoo_cli(runner, *command))

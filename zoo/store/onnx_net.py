@@ -64,6 +64,11 @@ class OnnxRecurrentNet(nn.Module):
                 isinstance(s, list) and len(s) == 2 and all(type(n) is int and 0 < n <= 2**20 for n in s)
                 for s in shapes)):
             raise ZooError(f"{graph.path} has damaged zoo metadata (onnx_layout's state_shapes)")
+        declared = {i.name: i.shape for i in graph.session.get_inputs()}
+        for name, (layers, hidden) in zip(self.names, shapes):  # the zero state is made from these: bound them
+            if list(declared.get(name) or [])[::2] != [layers, hidden]:
+                raise ZooError(f"{graph.path} has damaged zoo metadata (onnx_layout's state_shapes say {name} is "
+                               f"[{layers}, batch, {hidden}]; the graph says {declared.get(name)})")
         self.shapes = shapes
         self.many_to_one = bool(layout.get("many_to_one"))
         self.tokens = card.problem.vocab_size > 0
