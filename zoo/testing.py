@@ -529,3 +529,37 @@ def check_task(task: zoo.Task | str, settings: dict | None = None, *, model: str
         case = TaskCase(spec, dict(settings or {}), model or default_model(spec))
         for run in checks:
             run(case)
+
+
+# -- ONNX export ---------------------------------------------------------------------------------
+# One self-contained check (not in CELL_CHECKS: it needs the optional onnx and onnxruntime packages).
+
+@check
+def check_onnx_export(cell: Any, lengths: tuple = (1, 7, 33)) -> None:
+    """The cell's networks (plain, -stacked, -bi; token and feature inputs) export to ONNX and run in
+    onnxruntime as in PyTorch to 1e-5 at batches 1 and 3 and every length in `lengths`, whole or one
+    step at a time: the time axis is never frozen. A bidirectional network of a cell stepped in Python
+    may be refused, in one ZooError line; any other refusal fails."""
+    from zoo.store.onnx_net import in_memory, parity
+
+    cell = as_cell(cell)
+    tokens = zoo.Problem(zoo.MANY_TO_MANY, output_size=5, vocab_size=7)
+    features = zoo.Problem(zoo.MANY_TO_ONE, output_size=3, input_size=INPUT)
+    with registered(cell.models()):
+        for name in (cell.name, f"{cell.name}-stacked", f"{cell.name}-bi"):
+            spec = zoo.get_model(name)
+            for problem in (tokens, features):
+                config = spec.config(**{**spec.defaults, "hidden_size": HIDDEN})
+                if problem.shape not in spec.supported_shapes(config):
+                    continue
+                torch.manual_seed(0)
+                net = spec.build(config, problem).eval()
+                try:
+                    exported = in_memory(net, problem)
+                except zoo.ZooError as e:
+                    ensure(name.endswith("-bi") and not cell.native_layers,
+                           f"{name} ({problem.shape}) is refused: {e}")
+                    continue
+                problems = parity(net, exported, problem, lengths=lengths)
+                ensure(not problems, f"{name} ({problem.shape}, {exported.layout['kind']} graph): "
+                                     f"{'; '.join(problems[:3])}")

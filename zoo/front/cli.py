@@ -479,10 +479,10 @@ class TaskCommand(click.Command):
 
 def _task_of(path: str):
     """The registered task a weights file names, or None (the command then reports what is wrong)."""
-    from zoo.store.checkpoint import read_header, weights_file
+    from zoo.store.checkpoint import read_metadata, weights_file
 
     try:
-        return registry().tasks.get(read_header(weights_file(path))[0].get("task", ""))
+        return registry().tasks.get(read_metadata(weights_file(path)).get("task", ""))
     except ZooError:
         return None
 
@@ -581,6 +581,18 @@ def predict_command(weights, device, **options):
         click.echo()
 
     _plugin_call(task, "that input", show)
+
+
+@cli.command("export")
+@click.argument("source", metavar="RUN|FILE")
+@click.option("--format", "fmt", default="safetensors", show_default=True, metavar="safetensors|onnx",
+              help="onnx: a graph onnxruntime runs without torch, the recurrent state in and out (docs/onnx.md)")
+@click.option("--out", type=click.Path(dir_okay=False), help="the file to write [default: the export's, .onnx]")
+def export_command(source, fmt, out):
+    """Write a run's (or an export's) network in another format: --format onnx."""
+    from zoo.store.onnx_export import export
+
+    click.echo(f"wrote {export(source, fmt, out)}")
 
 
 @cli.command("info")

@@ -95,7 +95,7 @@ def weights_file(path: str | Path) -> Path:
         if not run.export_path.exists():
             raise ZooError(run.why_no_export())
         return run.export_path
-    if path.exists() or path.is_symlink() or path.suffix == ".safetensors":
+    if path.exists() or path.is_symlink() or path.suffix in (".safetensors", ".onnx"):
         return path  # check_regular_file says what is wrong with it
     if len(path.parts) == 1:
         runs = runs_of(path.name)
@@ -187,10 +187,33 @@ def entry_problem(entry: Any) -> str:
 
 def describe(path: str | Path) -> dict[str, Any]:
     """What an export says about itself, checked for type but not interpreted: no plugin is needed,
-    so `zoo info` works on a file whose model or task is not installed."""
+    so `zoo info` works on a file whose model or task is not installed. An .onnx file: zoo.store.onnx_file."""
+    if is_onnx(path):
+        from zoo.store.onnx_file import describe as describe_onnx
+
+        return describe_onnx(path)
     metadata, _ = read_header(path)
     if metadata.get("format") != FORMAT:
         raise ZooError(f"{path} is a safetensors file, but not one zoo exported (no '{FORMAT}' format tag)")
+    return card_fields(path, metadata)
+
+
+def is_onnx(path: str | Path) -> bool:
+    """An ONNX export (zoo export --format onnx) rather than safetensors: told by its name, as it is written."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata entries of an export, safetensors or ONNX, unchecked beyond their being strings."""
+    if is_onnx(path):
+        from zoo.store.onnx_file import read_model
+
+        return read_model(path)[1]
+    return read_header(path)[0]
+
+
+def card_fields(path: Any, metadata: dict[str, str]) -> dict[str, Any]:
+    """The zoo card entries of an export's metadata, each checked for its JSON type."""
     fields: dict[str, Any] = {}
     for key, kind in FIELDS.items():
         if key not in metadata:
@@ -318,6 +341,10 @@ def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] |
     memory) and compared with the tensors the file holds, so that a small file cannot make zoo build a
     huge model: the cost of refusing a hostile file is the cost of reading its header.
     """
+    if is_onnx(path):  # the network runs in onnxruntime
+        from zoo.store.onnx_net import load as load_onnx
+
+        return load_onnx(path, device, task_overrides)
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
