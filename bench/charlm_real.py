@@ -1,5 +1,5 @@
 """charlm on a real 1 MB English text: the defaults fitted to the file (LSTM 512 over streams of 100
-characters with the state carried, truncated BPTT) against the README's earlier windows recipe.
+characters with the state carried, truncated BPTT) against the earlier windows recipe (docs/benchmarks.md).
 
 The text: the first 1,000,000 characters of the King James Version (public domain; bench/make_bible.py
 builds it from Debian's diatheke and sword-text-kjv), one verse a line. The last 5% is held out.

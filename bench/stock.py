@@ -5,7 +5,7 @@ walk-forward folds, on the course's GOOG file and on a long trending series, and
 
 --goog defaults to ../shared/data/goog_daily.csv (the course's file); the trending series is made by
 bench/make_prices.py (a geometric random walk with drift, 4,000 days). --file adds any price file; the
-README's MSFT figures come from the daily Microsoft prices 1986-2017 that the pmdarima package ships
+docs/benchmarks.md's MSFT figures come from the daily Microsoft prices 1986-2017 that the pmdarima package ships
 (pip download pmdarima --no-deps; unzip its pmdarima/datasets/data/msft.tar.gz; tar xzf it: msft.csv).
 Every figure is a ratio to the persistence forecast's RMSE on the same days (below 1: better than
 "tomorrow = today"). Wall times are whole commands, Python start-up and imports included, run

@@ -230,7 +230,7 @@ def task(name: str, description: str) -> zoo.Task:
         data=partial(make_data, SOURCES[name]),
         evaluate=evaluate,
         config=RowsConfig,
-        # measured on Fashion-MNIST (README, bench/): an LSTM of 96 reaches 90.1-90.4% over seeds 0-3 in 30
+        # measured on Fashion-MNIST (docs/benchmarks.md, bench/): an LSTM of 96 reaches 90.1-90.4% over seeds 0-3 in 30
         # one-cycle epochs (64: 89.7-90.0%; 128: no better, 2.4x the time); dropout 0.2 before the output
         # layer adds about 0.1 point of validation and 0.3 of test accuracy (0.3, 0.4: no better);
         # batches of 256 are the fastest per epoch on a CPU; bf16 autocast doubles the speed of oneDNN's

@@ -287,7 +287,7 @@ def register_tasks(register):
         evaluate=evaluate,
         config=TranslateConfig,
         # the course's four pairs are learned exactly by every cell on seeds 0-9 in 100 epochs (one batch
-        # each); a real corpus wants fewer epochs: see the README
+        # each); a real corpus wants fewer epochs: see docs/tasks.md
         train_defaults={"epochs": 100, "lr": 0.01, "batch_size": 64},
         metric="bleu",  # what early stopping watches: exact match stays near 0 for long on a real corpus
         fit_defaults=fit_defaults,

@@ -9,21 +9,21 @@ import torch
 
 import zoo
 from conftest import TINY, registry_with_example
-from zoo.testing import CheckFailed, check_cell, check_task
+from zoo.testing import CheckFailed, check_cell, check_task, parametrize_cell_checks, parametrize_task_checks
 
 REGISTRY = registry_with_example()
 CELLS = [name for name, model in REGISTRY.models.items() if model.cell is not None and not model.defaults]
 TASKS = list(REGISTRY.tasks)
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_every_registered_cell_keeps_the_contract(name, with_example):
-    check_cell(zoo.get_model(name))
+@parametrize_cell_checks(CELLS)  # a test item per cell and check: gru-check_causal, ...
+def test_every_registered_cell_keeps_the_contract(cell, check, with_example):
+    check(zoo.get_model(cell))
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_every_registered_task_keeps_the_contract(name, with_example, tmp_path):
-    check_task(name, TINY[name](tmp_path))
+@parametrize_task_checks(TASKS)  # a test item per task and check: stock-check_batches, ...
+def test_every_registered_task_keeps_the_contract(task, check, with_example, tmp_path):
+    check(task, TINY[task](tmp_path))
 
 
 def test_the_built_in_cells_and_tasks_are_all_checked():
@@ -88,7 +88,7 @@ def test_a_broken_cell_fails_in_one_line_naming_the_rule(cell, check, says):
     import zoo.testing
 
     with pytest.raises(CheckFailed) as failure:
-        getattr(zoo.testing, check)(zoo.testing.Cell(cell))
+        getattr(zoo.testing, check)(zoo.testing.CellUnderTest(cell))
     message = str(failure.value)
     assert message.startswith(f"{check}: ") and says in message and "\n" not in message, message
     with pytest.raises(CheckFailed):  # and the whole kit fails on it, at this check or an earlier one
@@ -105,7 +105,7 @@ def test_a_native_cell_that_ignores_num_layers_and_bidirectional_is_caught():
 
 
 def test_causality_is_checked_on_its_own():
-    from zoo.testing import Cell, check_causal
+    from zoo.testing import CellUnderTest, check_causal
 
     class Acausal(Plain):
         def forward(self, x, h0=None):
@@ -113,7 +113,7 @@ def test_causality_is_checked_on_its_own():
             return out + x[:, -1:, :1], h
 
     with pytest.raises(CheckFailed, match="check_causal: the output at step t changed"):
-        check_causal(Cell(Acausal))
+        check_causal(CellUnderTest(Acausal))
 
 
 def test_a_task_with_no_train_split_fails_in_one_line():

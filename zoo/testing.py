@@ -3,14 +3,28 @@
     from zoo.testing import check_cell, check_task
 
     def test_my_cell_keeps_the_contract():
-        check_cell(make_cell)                       # or check_cell(zoo.get_model("mgu"))
+        check_cell(make_cell)                       # or check_cell(zoo.get_model("mgu")), or "mgu"
 
     def test_my_task_keeps_the_contract():
         check_task(my_task, settings={"samples": 64})   # small, fast data
 
-Like scikit-learn's `check_estimator`: small named checks (`CELL_CHECKS`, `TASK_CHECKS`), each usable
-on its own, each failing with one line, `CheckFailed("check_name: the rule broken")`. zoo runs the
-kit on every built-in cell and task. It takes a few seconds per cell or task on a CPU.
+Like scikit-learn's `check_estimator`: small checks named for the rule they check, each usable on its
+own (`check_causal(make_cell)`, `check_task_export_reloads(task, settings)`) and failing with one line,
+`CheckFailed("check_name: the rule broken")`. `check_cell` and `check_task` run every check and report
+every one that fails, a line each. Like `parametrize_with_checks`, each check can be a pytest item of
+its own:
+
+    @parametrize_cell_checks([make_cell])
+    def test_my_cell(cell, check):
+        check(cell)
+
+    @parametrize_task_checks([my_task])
+    def test_my_task(task, check):
+        check(task, {"samples": 64})
+
+Every check is in one of two lists, `CELL_CHECKS` and `TASK_CHECKS`, at the end of its section: a new
+check is a `@cell_check` or `@task_check` function added to one. zoo runs the kit on every built-in
+cell and task. It takes a few seconds per cell or task on a CPU.
 """
 
 from __future__ import annotations
@@ -34,7 +48,16 @@ BATCH, TIME, INPUT, HIDDEN = 3, 5, 4, 6  # all different, so that a swapped dime
 
 
 class CheckFailed(AssertionError):
-    """A rule of the plugin contract is broken; the message names the check and the rule."""
+    """A rule of the plugin contract is broken; the message names the check and the rule. From
+    check_cell and check_task: a line per failed check, and `failures`, a list of (check, message)."""
+
+    failures: tuple | list = ()
+    skipped: tuple | list = ()
+
+
+class NotApplicable(Exception):
+    """The check has no rule for this subject (a seq2seq check on a many-to-one task): check_cell and
+    check_task pass over it, and a pytest item of it is skipped."""
 
 
 def ensure(condition: bool, message: str) -> None:
@@ -42,19 +65,74 @@ def ensure(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def check(function: Callable) -> Callable:
-    """Name the check in its one-line failure, and turn a crash inside the plugin into one too."""
+def named(function: Callable, subject: Callable, needs: tuple = ()) -> Callable:
+    """A check usable on its own: it takes what the user has (a `make_cell`, a registered name, a
+    zoo.Task, ...), which `subject` turns into what the check reads; its failure is one line naming the
+    check, and a crash inside the plugin becomes one too. `needs`: the checks whose rules this one
+    relies on; when one of those fails, `check_cell`/`check_task` report that one and skip this."""
 
     @functools.wraps(function)
     def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except CheckFailed as e:
-            raise CheckFailed(f"{function.__name__}: {e}") from None
-        except Exception as e:
-            raise CheckFailed(f"{function.__name__}: raised {_registry.describe(e)}") from e
+        with subject(*args, **kwargs) as under_test:  # a subject that cannot be checked says so itself
+            try:
+                return function(under_test)
+            except (CheckFailed, NotApplicable) as e:
+                raise type(e)(f"{function.__name__}: {e}") from None
+            except Exception as e:
+                raise CheckFailed(f"{function.__name__}: raised {_registry.describe(e)}") from e
 
+    run.needs = needs
     return run
+
+
+def run_checks(checks: list, *args, **kwargs) -> None:
+    """Run every check on one subject and raise one CheckFailed listing every failure, a line each
+    (the first first); a check whose prerequisite (`needs`) failed is skipped, not reported."""
+    failures, skipped = [], []
+    for run in checks:
+        if any(need in skipped or need in dict(failures) for need in run.needs):
+            skipped.append(run.__name__)
+            continue
+        try:
+            run(*args, **kwargs)
+        except CheckFailed as e:
+            failures.append((run.__name__, str(e)))
+        except NotApplicable:
+            pass
+    if failures:
+        lines = [message for _, message in failures]
+        if len(failures) > 1:
+            lines.append(f"({len(failures)} of {len(checks)} checks failed"
+                         + (f"; {len(skipped)} skipped, as they need a failed one)" if skipped else ")"))
+        error = CheckFailed("\n".join(lines))
+        error.failures, error.skipped = failures, skipped
+        raise error
+
+
+def parametrize(argnames: str, subjects, checks: list):
+    """pytest.mark.parametrize over every (subject, check) pair, each a test item of its own, with ids
+    such as `gru-check_causal`."""
+    import pytest
+
+    def skipping(run):
+        @functools.wraps(run)
+        def item(*args, **kwargs):
+            try:
+                return run(*args, **kwargs)
+            except NotApplicable as e:
+                pytest.skip(str(e))
+
+        return item
+
+    pairs = [(subject, skipping(run)) for subject in list(subjects) for run in checks]
+    return pytest.mark.parametrize(argnames, pairs, ids=[f"{label(s)}-{run.__name__}" for s, run in pairs])
+
+
+def label(subject: Any) -> str:
+    for attribute in ("name", "__name__"):
+        if isinstance(getattr(subject, attribute, None), str):
+            return getattr(subject, attribute)
+    return str(subject)
 
 
 def quiet(line: str) -> None:
@@ -99,7 +177,7 @@ def states(h: Any) -> tuple:
 # -- cells ---------------------------------------------------------------------------------------
 
 @dataclass
-class Cell:
+class CellUnderTest:
     """A cell under test: its `make_cell`, whether it builds layers itself, its config class."""
 
     make_cell: Callable
@@ -119,41 +197,55 @@ class Cell:
                                config=self.config)
 
 
-def as_cell(subject: Any) -> Cell:
-    if isinstance(subject, Cell):
+def as_cell(subject: Any, native_layers: bool = False, config: type = zoo.RecurrentConfig) -> CellUnderTest:
+    """A `make_cell(config, input_size)`, a registered cell model or its name, as a cell under test."""
+    if isinstance(subject, CellUnderTest):
         return subject
+    if isinstance(subject, str):
+        subject = zoo.get_model(subject)
     if isinstance(subject, zoo.Model):
         if subject.cell is None:
             raise CheckFailed(f"check_cell: model {subject.name!r} is not a recurrent cell (its `cell` is None)")
-        return Cell(subject.cell, subject.native_layers, subject.config)
-    return Cell(subject)
+        return CellUnderTest(subject.cell, subject.native_layers, subject.config)
+    return CellUnderTest(subject, native_layers, config)
+
+
+@contextmanager
+def a_cell(subject: Any, *, native_layers: bool = False, config: type = zoo.RecurrentConfig):
+    yield as_cell(subject, native_layers, config)
+
+
+def cell_check(function: Callable) -> Callable:
+    """A cell check: `check(make_cell, native_layers=False, config=RecurrentConfig)`, or a registered
+    cell model or its name; one line naming the check when the rule is broken."""
+    return named(function, a_cell)
 
 
 def inputs(seed: int = 1) -> torch.Tensor:
     return torch.randn(BATCH, TIME, INPUT, generator=torch.Generator().manual_seed(seed))
 
 
-def run_cell(module: torch.nn.Module, x: torch.Tensor, h0: Any = None):
+def call_cell(module: torch.nn.Module, x: torch.Tensor, h0: Any = None):
     result = module(x, h0)
     ensure(isinstance(result, (tuple, list)) and len(result) == 2,
            f"cell(x, h0) must return a pair (out, h_n), got {type(result).__name__}")
     return result
 
 
-@check
-def check_output_shape(cell: Cell) -> None:
+@cell_check
+def check_output_shape(cell: CellUnderTest) -> None:
     """out is (batch, time, hidden): batch first, one output per step."""
-    out, _ = run_cell(cell.build().eval(), inputs())
+    out, _ = call_cell(cell.build().eval(), inputs())
     ensure(isinstance(out, torch.Tensor), f"out must be a tensor, got {type(out).__name__}")
     ensure(tuple(out.shape) == (BATCH, TIME, HIDDEN),
            f"out must be (batch, time, hidden) = {(BATCH, TIME, HIDDEN)} for x {(BATCH, TIME, INPUT)}, "
            f"got {tuple(out.shape)}")
 
 
-@check
-def check_state_layout(cell: Cell) -> None:
+@cell_check
+def check_state_layout(cell: CellUnderTest) -> None:
     """h_n is (1, batch, hidden), or a tuple of such (LSTM-like): batch second, as torch.nn.RNN's."""
-    _, h = run_cell(cell.build().eval(), inputs())
+    _, h = call_cell(cell.build().eval(), inputs())
     for part in states(h):
         ensure(isinstance(part, torch.Tensor), f"h_n must be a tensor or a tuple of tensors, got {type(part).__name__}")
         shape = tuple(part.shape)
@@ -164,57 +256,57 @@ def check_state_layout(cell: Cell) -> None:
                                             f"{(1, BATCH, HIDDEN)}, got {shape}")
 
 
-@check
-def check_last_output_is_the_state(cell: Cell) -> None:
+@cell_check
+def check_last_output_is_the_state(cell: CellUnderTest) -> None:
     """out[:, -1] equals h_n's hidden state (the first of a tuple), as torch's cells do."""
-    out, h = run_cell(cell.build().eval(), inputs())
+    out, h = call_cell(cell.build().eval(), inputs())
     ensure(close(out[:, -1], states(h)[0][-1]), "the last step's output must equal h_n (h_n[0] for a tuple state)")
 
 
-@check
-def check_initial_state(cell: Cell) -> None:
+@cell_check
+def check_initial_state(cell: CellUnderTest) -> None:
     """Reading x in two pieces, the second from the first's h_n, equals reading it whole (seq2seq steps cells)."""
     module, x = cell.build().eval(), inputs()
-    whole, h = run_cell(module, x)
-    first, h1 = run_cell(module, x[:, :2])
-    second, h2 = run_cell(module, x[:, 2:], h1)
+    whole, h = call_cell(module, x)
+    first, h1 = call_cell(module, x[:, :2])
+    second, h2 = call_cell(module, x[:, 2:], h1)
     ensure(close(torch.cat([first, second], 1), whole), "cell(x[:, 2:], h_n of x[:, :2]) must continue the "
                                                         "sequence: h0 is the state to start from")
     ensure(all(close(a, b) for a, b in zip(states(h2), states(h))), "the final state must not depend on how the "
                                                                     "sequence was split")
 
 
-@check
-def check_batch_first(cell: Cell) -> None:
+@cell_check
+def check_batch_first(cell: CellUnderTest) -> None:
     """Each example's output is its own: the batch is dimension 0 and examples never mix."""
     module, x = cell.build().eval(), inputs()
-    out, _ = run_cell(module, x)
+    out, _ = call_cell(module, x)
     for i in range(BATCH):
-        alone, _ = run_cell(module, x[i: i + 1])
+        alone, _ = call_cell(module, x[i: i + 1])
         ensure(close(alone[0], out[i]), f"example {i} gives another output alone than in the batch: read x as "
                                         f"(batch, time, input) and never mix examples")
 
 
-@check
-def check_causal(cell: Cell) -> None:
+@cell_check
+def check_causal(cell: CellUnderTest) -> None:
     """The output at step t does not depend on inputs after t (many-to-many tasks rely on it)."""
     module, x = cell.build().eval(), inputs()
-    out, _ = run_cell(module, x)
+    out, _ = call_cell(module, x)
     changed = x.clone()
     changed[:, 3:] += 1.0
-    later, _ = run_cell(module, changed)
+    later, _ = call_cell(module, changed)
     ensure(close(later[:, :3], out[:, :3]), "the output at step t changed when inputs after t changed")
 
 
-@check
-def check_layers_and_directions(cell: Cell) -> None:
+@cell_check
+def check_layers_and_directions(cell: CellUnderTest) -> None:
     """num_layers and bidirectional mean what they say: more layers, a backward half that reads the future."""
     x = inputs()
     one = sum(p.numel() for p in cell.build().parameters())
     two = sum(p.numel() for p in cell.build(num_layers=2).parameters())
     ensure(two > one, "num_layers=2 has no more parameters than 1: the -stacked preset would be one layer")
     module = cell.build(num_layers=2, bidirectional=True).eval()
-    out, h = run_cell(module, x)
+    out, h = call_cell(module, x)
     ensure(tuple(out.shape) == (BATCH, TIME, 2 * HIDDEN),
            f"two layers, bidirectional: out must be (batch, time, 2*hidden) = {(BATCH, TIME, 2 * HIDDEN)}, "
            f"got {tuple(out.shape)}")
@@ -222,35 +314,35 @@ def check_layers_and_directions(cell: Cell) -> None:
         ensure(tuple(part.shape) == (4, BATCH, HIDDEN), f"two layers, bidirectional: h_n must be "
                                                         f"{(4, BATCH, HIDDEN)}, got {tuple(part.shape)}")
     module = cell.build(bidirectional=True).eval()  # one layer: its forward half sees no backward half
-    out, _ = run_cell(module, x)
+    out, _ = call_cell(module, x)
     changed = x.clone()
     changed[:, -1] += 1.0
-    later, _ = run_cell(module, changed)
+    later, _ = call_cell(module, changed)
     ensure(not close(later[:, 0, HIDDEN:], out[:, 0, HIDDEN:]),
            "bidirectional: the backward half at step 0 must see the last step: the -bi preset reads one way")
     ensure(close(later[:, :-1, :HIDDEN], out[:, :-1, :HIDDEN]), "bidirectional: the forward half must stay causal")
 
 
-@check
-def check_gradients(cell: Cell) -> None:
+@cell_check
+def check_gradients(cell: CellUnderTest) -> None:
     """Every parameter gets a finite gradient."""
     module = cell.build(num_layers=2)
-    out, h = run_cell(module, inputs())
+    out, h = call_cell(module, inputs())
     (out.pow(2).sum() + sum(part.sum() for part in states(h))).backward()
     for name, parameter in module.named_parameters():
         ensure(parameter.grad is not None, f"parameter {name} gets no gradient")
         ensure(bool(torch.isfinite(parameter.grad).all()), f"parameter {name} has a non-finite gradient")
 
 
-@check
-def check_deterministic(cell: Cell) -> None:
+@cell_check
+def check_cell_deterministic(cell: CellUnderTest) -> None:
     """The same seed builds the same weights, and the same input gives the same output."""
     a, b = cell.build(seed=3).eval(), cell.build(seed=3).eval()
     for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         ensure(torch.equal(p, q), f"{name} differs between two builds under one seed: draw weights from torch's "
                                   f"generator")
     x = inputs()
-    ensure(torch.equal(run_cell(a, x)[0], run_cell(b, x)[0]), "two identical builds give different outputs")
+    ensure(torch.equal(call_cell(a, x)[0], call_cell(b, x)[0]), "two identical builds give different outputs")
 
 
 def tiny_regression(samples: int = 64):
@@ -259,9 +351,9 @@ def tiny_regression(samples: int = 64):
     return x, x[..., 0].sum(1, keepdim=True)
 
 
-@check
-def check_trains(cell: Cell) -> None:
-    """A short training run (many-to-one regression through zoo's network) lowers the loss."""
+@cell_check
+def check_cell_learns(cell: CellUnderTest) -> None:
+    """40 Adam steps of a small many-to-one regression through zoo's network lower the loss by 30%."""
     from zoo.nn.cells import build_recurrent_net
 
     torch.manual_seed(0)
@@ -299,8 +391,8 @@ def kit_task() -> zoo.Task:
                     train_defaults={"epochs": 1, "batch_size": 16, "lr": 0.01}, metric="mse", minimize=True)
 
 
-@check
-def check_export_load(cell: Cell) -> None:
+@cell_check
+def check_cell_export_reloads(cell: CellUnderTest) -> None:
     """Export, then zoo.load: the same outputs exactly, for the plain model and its presets."""
     with registered(cell.models(), [kit_task()]), tempfile.TemporaryDirectory() as folder:
         for name in (cell.name, f"{cell.name}-stacked", f"{cell.name}-bi"):
@@ -313,23 +405,87 @@ def check_export_load(cell: Cell) -> None:
                 ensure(torch.equal(net(x), loaded(x)), f"{name}: the loaded export gives other outputs")
 
 
-CELL_CHECKS = (check_output_shape, check_state_layout, check_last_output_is_the_state, check_initial_state,
-               check_batch_first, check_causal, check_layers_and_directions, check_gradients, check_deterministic,
-               check_trains, check_export_load)
+# One export check: a cell exports to ONNX with its time axis dynamic (zoo export --format onnx).
+@cell_check
+def check_onnx_export(cell: CellUnderTest) -> None:
+    """The cell's networks (plain, -stacked, -bi; token and feature inputs) export to ONNX and run in
+    onnxruntime as in PyTorch to 1e-5 at batches 1 and 3 and every length in `lengths`, whole or one
+    step at a time: the time axis is never frozen. A bidirectional network of a cell stepped in Python
+    may be refused, in one ZooError line; any other refusal fails. Not applicable without the optional
+    onnx and onnxruntime packages (`pip install "rnn-zoo[onnx]"`)."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")):
+        raise NotApplicable("needs the onnx extra: pip install onnx onnxruntime")
+    from zoo.store.onnx_net import in_memory, parity
+
+    lengths = (1, 7, 33)
+    tokens = zoo.Problem(zoo.MANY_TO_MANY, output_size=5, vocab_size=7)
+    features = zoo.Problem(zoo.MANY_TO_ONE, output_size=3, input_size=INPUT)
+    with registered(cell.models()):
+        for name in (cell.name, f"{cell.name}-stacked", f"{cell.name}-bi"):
+            spec = zoo.get_model(name)
+            for problem in (tokens, features):
+                config = spec.config(**{**spec.defaults, "hidden_size": HIDDEN})
+                if problem.shape not in spec.supported_shapes(config):
+                    continue
+                torch.manual_seed(0)
+                net = spec.build(config, problem).eval()
+                try:
+                    exported = in_memory(net, problem)
+                except zoo.ZooError as e:
+                    ensure(name.endswith("-bi") and not cell.native_layers,
+                           f"{name} ({problem.shape}) is refused: {e}")
+                    continue
+                problems = parity(net, exported, problem, lengths=lengths)
+                ensure(not problems, f"{name} ({problem.shape}, {exported.layout['kind']} graph): "
+                                     f"{'; '.join(problems[:3])}")
+
+
+# Every cell check, in the order check_cell runs them. A new check is a @cell_check function above,
+# listed here.
+CELL_CHECKS = [
+    check_output_shape,
+    check_state_layout,
+    check_last_output_is_the_state,
+    check_initial_state,
+    check_batch_first,
+    check_causal,
+    check_layers_and_directions,
+    check_gradients,
+    check_cell_deterministic,
+    check_cell_learns,
+    check_cell_export_reloads,
+    check_onnx_export,
+]
 
 
 def check_cell(make_cell: Any, *, native_layers: bool = False, config: type = zoo.RecurrentConfig,
-               checks: tuple = CELL_CHECKS) -> None:
-    """Run every cell check on `make_cell` (or a registered cell model); the first failure raises CheckFailed."""
-    cell = as_cell(make_cell) if isinstance(make_cell, (zoo.Model, Cell)) else Cell(make_cell, native_layers, config)
-    for run in checks:
-        run(cell)
+               checks: list | None = None) -> None:
+    """Run every cell check (or `checks`) on `make_cell`, a registered cell model or its name; one
+    CheckFailed reports every check that failed, a line each."""
+    run_checks(CELL_CHECKS if checks is None else checks, as_cell(make_cell, native_layers, config))
+
+
+def cell_checks(make_cell: Any, *, native_layers: bool = False, config: type = zoo.RecurrentConfig) -> list:
+    """(name, check) pairs, each check a callable of no arguments bound to this cell."""
+    cell = as_cell(make_cell, native_layers, config)
+    return [(run.__name__, functools.partial(run, cell)) for run in CELL_CHECKS]
+
+
+def parametrize_cell_checks(cells):
+    """A pytest decorator: one test item per (cell, check), the test taking `cell` and `check` and
+    calling `check(cell)` (with `config=` for a cell with a config of its own). Cells are make_cell
+    functions, cell models or their names (looked up when the test runs)."""
+    return parametrize("cell,check", cells, CELL_CHECKS)
 
 
 # -- tasks ---------------------------------------------------------------------------------------
 
 @dataclass
-class TaskCase:
+class TaskUnderTest:
+    """A task under test: the task, settings for small data, and the model it is trained with."""
+
     task: zoo.Task
     settings: dict
     model: str
@@ -353,6 +509,28 @@ def default_model(task: zoo.Task) -> str:
     return min(fitting, key=lambda m: (m.cell is None, m.name)).name
 
 
+@contextmanager
+def a_task(task: zoo.Task | str | TaskUnderTest, settings: dict | None = None, *, model: str | None = None):
+    """The task under test, registered while the check runs (a plugin's tests run before, or without,
+    its distribution being installed)."""
+    if isinstance(task, TaskUnderTest):
+        with registered(tasks=[task.task]):
+            yield task
+        return
+    spec = zoo.get_task(task) if isinstance(task, str) else task
+    with registered(tasks=[spec]):
+        yield TaskUnderTest(spec, dict(settings or {}), model or default_model(spec))
+
+
+def task_check(function: Callable = None, *, needs: tuple = ("check_data",)) -> Callable:
+    """A task check: `check(task, settings=None, model=None)`, the task a zoo.Task or a registered
+    name, settings for small data; one line naming the check when the rule is broken. Every check
+    but check_data needs data() to keep its contract first."""
+    if function is None:
+        return lambda function: named(function, a_task, needs)
+    return named(function, a_task, needs)
+
+
 def forward(net, inputs):
     return net(*inputs) if isinstance(inputs, tuple) else net(inputs)
 
@@ -361,8 +539,8 @@ def first_batch(split, size: int = 4):
     return split.batch(torch.arange(min(size, len(split))))
 
 
-@check
-def check_data(case: TaskCase) -> None:
+@task_check(needs=())
+def check_data(case: TaskUnderTest) -> None:
     """data(config, None) returns a zoo.TaskData whose problem has the task's shape and a non-empty train split."""
     _, data = case.data()  # the unchecked call: each rule is a line of its own here
     ensure(isinstance(data, zoo.TaskData), f"data() must return zoo.TaskData, got {type(data).__name__}")
@@ -374,8 +552,8 @@ def check_data(case: TaskCase) -> None:
     ensure(len(data.train) > 0, "the train split is empty")
 
 
-@check
-def check_meta_round_trip(case: TaskCase) -> None:
+@task_check
+def check_meta_round_trip(case: TaskUnderTest) -> None:
     """meta is JSON (it travels in exports) and data(config, meta) rebuilds the same problem from it."""
     p, data = case.data()
     try:
@@ -415,8 +593,8 @@ def expected_batch(problem: zoo.Problem, inputs, targets, size: int) -> None:
            f"got {tuple(targets.shape)}")
 
 
-@check
-def check_batches(case: TaskCase) -> None:
+@task_check
+def check_batches(case: TaskUnderTest) -> None:
     """Every split: len(), batch(index) -> (inputs, targets) batch first, with the problem's sizes, and to()."""
     _, data = case.data()
     for name in ("train", "val", "test"):
@@ -429,8 +607,8 @@ def check_batches(case: TaskCase) -> None:
         ensure(len(split.to("cpu")) == len(split), f"{name}.to(device) must keep every example")
 
 
-@check
-def check_evaluate(case: TaskCase) -> None:
+@task_check
+def check_evaluate(case: TaskUnderTest) -> None:
     """evaluate(model, data, split) returns numbers, the headline metric among them."""
     p, data = case.data()
     torch.manual_seed(0)
@@ -441,8 +619,8 @@ def check_evaluate(case: TaskCase) -> None:
            f"evaluate() must return the headline metric {p.task.metric!r} as a number; got keys {sorted(metrics)}")
 
 
-@check
-def check_trains(case: TaskCase) -> None:
+@task_check
+def check_task_loss_falls(case: TaskUnderTest) -> None:
     """A short training run on one batch lowers the loss (data, model and loss fit together)."""
     from zoo.loop.training import loss_function
 
@@ -462,8 +640,8 @@ def check_trains(case: TaskCase) -> None:
                                    f"{losses[-1]:.4f})")
 
 
-@check
-def check_export_load(case: TaskCase) -> None:
+@task_check
+def check_task_export_reloads(case: TaskUnderTest) -> None:
     """Train briefly, export, zoo.load: identical outputs and metrics, data rebuilt from the export's meta."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kit.safetensors"
@@ -483,8 +661,8 @@ def check_export_load(case: TaskCase) -> None:
                                          f"{net.zoo.metrics}")
 
 
-@check
-def check_deterministic(case: TaskCase) -> None:
+@task_check
+def check_task_deterministic(case: TaskUnderTest) -> None:
     """The same settings and seed give the same data and the same trained weights."""
     (x, y), (u, v) = (first_batch(case.data()[1].train) for _ in range(2))
     x, u = (x if isinstance(x, tuple) else (x,)), (u if isinstance(u, tuple) else (u,))
@@ -496,11 +674,11 @@ def check_deterministic(case: TaskCase) -> None:
         ensure(torch.equal(p, q), f"two runs under one seed end with different {name}")
 
 
-@check
-def check_padding(case: TaskCase) -> None:
+@task_check
+def check_seq2seq_padding(case: TaskUnderTest) -> None:
     """seq2seq: each pair in a padded batch gets the logits it gets alone."""
     if case.task.shape != zoo.SEQ2SEQ:
-        return
+        raise NotApplicable(f"the task is {case.task.shape}, not seq2seq")
     p, data = case.data()
     torch.manual_seed(0)
     net = p.model.build(p.model_config, data.problem).eval()
@@ -516,50 +694,36 @@ def check_padding(case: TaskCase) -> None:
                    f"pair {i} gets other logits in a padded batch than alone: padding leaks into the result")
 
 
-TASK_CHECKS = (check_data, check_meta_round_trip, check_batches, check_evaluate, check_trains, check_export_load,
-               check_deterministic, check_padding)
+# Every task check, in the order check_task runs them. A new check is a @task_check function above,
+# listed here.
+TASK_CHECKS = [
+    check_data,
+    check_meta_round_trip,
+    check_batches,
+    check_evaluate,
+    check_task_loss_falls,
+    check_task_export_reloads,
+    check_task_deterministic,
+    check_seq2seq_padding,
+]
 
 
 def check_task(task: zoo.Task | str, settings: dict | None = None, *, model: str | None = None,
-               checks: tuple = TASK_CHECKS) -> None:
-    """Run every task check on `task` (a zoo.Task or a registered name) with `settings` for small data,
-    trained with `model` (default: gru, or seq2seq for seq2seq tasks); the first failure raises CheckFailed."""
-    spec = zoo.get_task(task) if isinstance(task, str) else task
-    with registered(tasks=[spec]):
-        case = TaskCase(spec, dict(settings or {}), model or default_model(spec))
-        for run in checks:
-            run(case)
+               checks: list | None = None) -> None:
+    """Run every task check (or `checks`) on `task` (a zoo.Task or a registered name) with `settings`
+    for small data, trained with `model` (default: a registered model that fits, plain cells first);
+    one CheckFailed reports every check that failed, a line each."""
+    with a_task(task, settings, model=model) as case:
+        run_checks(TASK_CHECKS if checks is None else checks, case)
 
 
-# -- ONNX export ---------------------------------------------------------------------------------
-# One self-contained check (not in CELL_CHECKS: it needs the optional onnx and onnxruntime packages).
+def task_checks(task: zoo.Task | str, settings: dict | None = None, *, model: str | None = None) -> list:
+    """(name, check) pairs, each check a callable of no arguments bound to this task and settings."""
+    return [(run.__name__, functools.partial(run, task, settings, model=model)) for run in TASK_CHECKS]
 
-@check
-def check_onnx_export(cell: Any, lengths: tuple = (1, 7, 33)) -> None:
-    """The cell's networks (plain, -stacked, -bi; token and feature inputs) export to ONNX and run in
-    onnxruntime as in PyTorch to 1e-5 at batches 1 and 3 and every length in `lengths`, whole or one
-    step at a time: the time axis is never frozen. A bidirectional network of a cell stepped in Python
-    may be refused, in one ZooError line; any other refusal fails."""
-    from zoo.store.onnx_net import in_memory, parity
 
-    cell = as_cell(cell)
-    tokens = zoo.Problem(zoo.MANY_TO_MANY, output_size=5, vocab_size=7)
-    features = zoo.Problem(zoo.MANY_TO_ONE, output_size=3, input_size=INPUT)
-    with registered(cell.models()):
-        for name in (cell.name, f"{cell.name}-stacked", f"{cell.name}-bi"):
-            spec = zoo.get_model(name)
-            for problem in (tokens, features):
-                config = spec.config(**{**spec.defaults, "hidden_size": HIDDEN})
-                if problem.shape not in spec.supported_shapes(config):
-                    continue
-                torch.manual_seed(0)
-                net = spec.build(config, problem).eval()
-                try:
-                    exported = in_memory(net, problem)
-                except zoo.ZooError as e:
-                    ensure(name.endswith("-bi") and not cell.native_layers,
-                           f"{name} ({problem.shape}) is refused: {e}")
-                    continue
-                problems = parity(net, exported, problem, lengths=lengths)
-                ensure(not problems, f"{name} ({problem.shape}, {exported.layout['kind']} graph): "
-                                     f"{'; '.join(problems[:3])}")
+def parametrize_task_checks(tasks):
+    """A pytest decorator: one test item per (task, check), the test taking `task` and `check` and
+    calling `check(task, settings)`. Tasks are zoo.Task objects or registered names (looked up when
+    the test runs)."""
+    return parametrize("task,check", tasks, TASK_CHECKS)

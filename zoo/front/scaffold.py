@@ -129,7 +129,8 @@ def register_tasks(register):
     register(TASK)
 '''
 
-TEST_HEADER = '''"""The conformance kit that zoo runs on its own cells and tasks, run on this plugin's."""
+TEST_HEADER = '''"""The conformance kit that zoo runs on its own cells and tasks, run on this plugin's: a test
+item per check (`pytest -k check_causal` runs one)."""
 
 import {module}
 from zoo.testing import {imports}
@@ -137,14 +138,16 @@ from zoo.testing import {imports}
 
 TEST_CELL = '''
 
-def test_the_cell_keeps_zoos_contract():
-    check_cell({module}.make_cell)
+@parametrize_cell_checks([{module}.make_cell])
+def test_the_cell_keeps_zoos_contract(cell, check):
+    check(cell)
 '''
 
 TEST_TASK = '''
 
-def test_the_task_keeps_zoos_contract():
-    check_task({module}.TASK, {{"samples": 64, "length": 6}})
+@parametrize_task_checks([{module}.TASK])
+def test_the_task_keeps_zoos_contract(task, check):
+    check(task, {{"samples": 64, "length": 6}})
 '''
 
 
@@ -166,7 +169,8 @@ def new_plugin(name: str, cell: bool, task: bool, where: str | Path = ".") -> Pa
     source += (CELL.format(name=name) if cell else "") + (TASK.format(name=name, config=config) if task else "")
     if not task:
         source = source.replace("from dataclasses import dataclass\n\n", "")
-    imports = ", ".join(check for check, wanted in (("check_cell", cell), ("check_task", task)) if wanted)
+    kit = (("parametrize_cell_checks", cell), ("parametrize_task_checks", task))
+    imports = ", ".join(name for name, wanted in kit if wanted)
     tests = TEST_HEADER.format(module=module, imports=imports)
     tests += (TEST_CELL.format(module=module) if cell else "") + (TEST_TASK.format(module=module) if task else "")
     files = {

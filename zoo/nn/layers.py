@@ -1,6 +1,6 @@
 """Stacking, both directions and inter-layer dropout, built around a one-layer, one-direction cell.
 
-The cell contract (see README, "The cell contract"): a plain cell is one layer reading left to right,
+The cell contract (docs/plugins.md, "The cell contract"): a plain cell is one layer reading left to right,
 
     out, h_n = cell(x, h0)      x: (batch, time, input), h0: None or (1, batch, hidden)
                                 out: (batch, time, hidden), h_n: (1, batch, hidden)
