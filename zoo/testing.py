@@ -313,9 +313,35 @@ def check_export_load(cell: Cell) -> None:
                 ensure(torch.equal(net(x), loaded(x)), f"{name}: the loaded export gives other outputs")
 
 
+@check
+def check_variable_length(cell: Cell) -> None:
+    """Issue 22: in a right-padded batch with lengths, each sequence gets the logits it gets alone,
+    whatever its padding holds, through zoo's many-to-one network, stacked and bidirectional too."""
+    from zoo.nn.cells import build_recurrent_net
+
+    lengths = torch.tensor([TIME, 2, 1, TIME - 1])
+    x = torch.randn(len(lengths), TIME, INPUT, generator=torch.Generator().manual_seed(4))
+    junk = x.clone()
+    past = torch.arange(TIME)[None, :] >= lengths[:, None]
+    junk[past] = 1e3  # padding that would show in any result it leaked into
+    x[past] = 0.0
+    problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=3, input_size=INPUT)
+    for changes in ({}, {"num_layers": 2}, {"bidirectional": True}, {"num_layers": 2, "bidirectional": True}):
+        torch.manual_seed(0)
+        net = build_recurrent_net(cell.make_cell, cell.native_layers, cell.settings(**changes), problem).eval()
+        with torch.no_grad():
+            together, leaked = net(x, None, lengths), net(junk, None, lengths)
+            for i, n in enumerate(lengths.tolist()):
+                alone = net(x[i: i + 1, :n])[0]
+                ensure(close(together[i], alone), f"{changes or 'one layer'}: sequence {i} of length {n} gets "
+                                                  f"other logits in a padded batch than alone")
+                ensure(close(leaked[i], alone), f"{changes or 'one layer'}: sequence {i} of length {n} changes "
+                                                f"with what its padding holds: padding leaks into the result")
+
+
 CELL_CHECKS = (check_output_shape, check_state_layout, check_last_output_is_the_state, check_initial_state,
                check_batch_first, check_causal, check_layers_and_directions, check_gradients, check_deterministic,
-               check_trains, check_export_load)
+               check_trains, check_export_load, check_variable_length)
 
 
 def check_cell(make_cell: Any, *, native_layers: bool = False, config: type = zoo.RecurrentConfig,
@@ -396,6 +422,11 @@ def expected_batch(problem: zoo.Problem, inputs, targets, size: int) -> None:
                f"and {tuple(lengths.shape)}")
         ensure(tuple(targets.shape) == tuple(target_in.shape), "seq2seq targets must be as long as target_in")
         return
+    if isinstance(inputs, tuple) and len(inputs) == 2 and problem.shape == zoo.MANY_TO_ONE:  # variable length
+        inputs, lengths = inputs
+        ensure(isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (size,) and not lengths.is_floating_point()
+               and int(lengths.min()) >= 1 and int(lengths.max()) <= inputs.shape[1],
+               f"variable-length inputs are (x, lengths): lengths (batch,) = ({size},) integers in [1, steps]")
     ensure(isinstance(inputs, torch.Tensor), f"inputs must be a tensor, got {type(inputs).__name__}")
     ensure(inputs.shape[0] == size, f"inputs must be batch first: {size} examples asked, inputs are "
                                     f"{tuple(inputs.shape)}")
