@@ -529,7 +529,22 @@ def check_deterministic(case: TaskCase) -> None:
 
 @check
 def check_padding(case: TaskCase) -> None:
-    """seq2seq: each pair in a padded batch gets the logits it gets alone."""
+    """seq2seq, and many-to-one batches of (x, lengths): each example in a padded batch gets the logits
+    it gets alone."""
+    if case.task.shape == zoo.MANY_TO_ONE:
+        p, data = case.data()
+        inputs, _ = first_batch(data.train, 8)
+        if not (isinstance(inputs, tuple) and len(inputs) == 2):
+            return  # equal lengths: nothing to pad
+        torch.manual_seed(0)
+        net = p.model.build(p.model_config, data.problem).eval()
+        with torch.no_grad():
+            together = forward(net, inputs)
+            for i, n in enumerate(inputs[1].tolist()):
+                alone = net(inputs[0][i: i + 1, :n])
+                ensure(close(alone[0], together[i]), f"example {i} ({n} steps) gets other logits in a padded batch "
+                                                     f"than alone: padding leaks into the result")
+        return
     if case.task.shape != zoo.SEQ2SEQ:
         return
     p, data = case.data()
