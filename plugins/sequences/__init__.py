@@ -114,7 +114,7 @@ def read(config, path: str, labelled: bool = True) -> Labelled:
                   lambda: read_sequences(path, config.max_length, labelled))
 
 
-def files(config) -> tuple[Labelled, Labelled | None]:
+def read_files(config) -> tuple[Labelled, Labelled | None]:
     if not config.train:
         raise zoo.ZooError("give the labelled examples to learn: --train FILE (and --test FILE, or a share of "
                            "--train is held out)")
@@ -149,7 +149,7 @@ def make_data(config, meta: dict | None) -> zoo.TaskData:
     from .classify import Sequences, stack, standardized, standardizer
 
     texts = isinstance(config, TextsConfig)
-    train_file, test_file = files(config)
+    train_file, test_file = read_files(config)
     if meta is None:
         classes = check_classes(train_file, test_file, held_out=True)
     else:
@@ -226,7 +226,7 @@ def fit_defaults(config) -> zoo.Fitted | None:
     quarter of them without a better validation accuracy (at least 10), the best weights kept."""
     if not config.train:
         return None
-    train_file, test_file = files(config)
+    train_file, test_file = read_files(config)
     n = len(train_file.items)
     if test_file is None:
         n = round(n * (1 - config.test_fraction))
