@@ -64,6 +64,15 @@ class Sequences:
         """Every example once, in batches of similar length (evaluation)."""
         return list(self.cpu_lengths.argsort(stable=True).split(batch_size))
 
+    def joined(self, other: "Sequences | None") -> "Sequences":
+        """These examples and `other`'s in one split (the baselines learn from training and validation)."""
+        if other is None:
+            return self
+        words = self.words + other.words if self.words is not None else None
+        return Sequences(torch.cat([self.flat, other.flat.to(self.flat.device)]),
+                         torch.cat([self.lengths, other.lengths.to(self.lengths.device)]),
+                         torch.cat([self.labels, other.labels.to(self.labels.device)]), self.packed, False, words)
+
     def series(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All sequences right-padded, (n, longest, channels), and their lengths (the 1-NN baseline)."""
         index = torch.arange(len(self), device=self.flat.device)
@@ -233,19 +242,22 @@ def naive_bayes(train: Sequences, test: Sequences, classes: int) -> torch.Tensor
 
 
 def baselines(data: zoo.TaskData, split: str) -> dict:
-    """The majority class and the non-neural classifier on `split`, computed once per split."""
+    """The majority class and the non-neural classifier on `split`, computed once per split. They learn
+    from every training example, the validation split's too (the network's early stopping watches
+    those): 1-NN as the archive runs it, on the whole training file."""
     test = data.split(split)
     cached = getattr(test, "baseline_scores", None)
     if cached is not None:
         return cached
     classes = data.meta["classes"]
     labels = test.labels.cpu()
-    majority = torch.bincount(data.train.labels.cpu(), minlength=len(classes)).argmax()
+    learn = data.train.joined(data.val)
+    majority = torch.bincount(learn.labels.cpu(), minlength=len(classes)).argmax()
     out = {"majority class": scores(majority.expand(len(labels)), labels, classes)}
     if data.meta["kind"] == "texts":
-        out["bag-of-words naive Bayes"] = scores(naive_bayes(data.train, test, len(classes)), labels, classes)
+        out["bag-of-words naive Bayes"] = scores(naive_bayes(learn, test, len(classes)), labels, classes)
     elif data.meta.get("baseline", "dtw") != "none":
-        predicted, name = nearest_neighbour(data.train, test, data.meta["baseline"], data.meta["window"])
+        predicted, name = nearest_neighbour(learn, test, data.meta["baseline"], data.meta["window"])
         out[name] = scores(predicted, labels, classes)
     summary = {name: {k: v for k, v in s.items() if k in ("accuracy", "macro_f1")} for name, s in out.items()}
     test.baseline_scores = summary
