@@ -78,7 +78,8 @@ def archive(args) -> None:
                 emit({"set": name, "model": model, "seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                       "own_1nn_dtw": dtw["accuracy"], "majority": m["baselines"]["majority class"]["accuracy"],
                       "published_1nn_dtw": published, "source": source, "seconds": round(seconds, 1),
-                      "epochs_run": len(epoch_seconds(lines)), "fitted": next((x for x in lines if "defaults" in x), "")})
+                      "epochs_run": len(epoch_seconds(lines)),
+                      "fitted": next((x for x in lines if "defaults" in x), "")})
 
 
 def packing(args) -> None:
