@@ -36,7 +36,7 @@ def test_standardization_comes_from_the_training_part_only(tiny, tmp_path):
     from zoo.loop.plan import plan
 
     train, _ = tiny
-    p = plan("gru", "sequences", {"train": train})
+    p = plan("gru", "sequences", {"train": train, "val_fraction": 0.2})  # small data: none held out unless asked
     data = p.task.data(p.task_config, None)
     x, lengths = data.train.series()
     real = torch.arange(x.shape[1])[None, :] < lengths[:, None]
@@ -112,6 +112,7 @@ def test_train_eval_predict_from_the_command_line(runner, tiny, tmp_path, monkey
                      "--out", out)
     assert result.exit_code == 0, result.output
     assert "defaults for this data: hidden_size=32" in result.output and "3 classes" in result.output
+    assert "val_fraction=0.0" in result.output  # small data: no validation hold-out
     result = zoo_cli(runner, "eval", out, "--train", train, "--test", test)
     assert result.exit_code == 0, result.output
     for part in ("network", "majority class", "1-NN DTW", "macro-F1", "confusion matrix", "the network"):
