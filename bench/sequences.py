@@ -4,6 +4,7 @@
     python bench/sequences.py packing --data DIR [--set JapaneseVowels] [--epochs 30]
     python bench/sequences.py grammar [--texts 4000]
     python bench/sequences.py big [--lines 1000000]
+    python bench/sequences.py kernels
 
 DIR holds the archive's sets as DIR/NAME/NAME_TRAIN.ts and NAME_TEST.ts: aeon's wheel ships them,
 `pip download --no-deps aeon==1.6.0 -d /tmp/aeon && unzip -q /tmp/aeon/aeon-1.6.0-*.whl 'aeon/datasets/data/*'`
@@ -13,8 +14,12 @@ published 1-NN DTW figure. `packing`: accuracy and seconds per epoch (training o
 read packed or naively padded, bucketed by length or not, the same epochs and seed for each.
 `grammar`: a synthetic text set whose label is the order of two marker words far apart, which no
 bag of words can see, beside naive Bayes. `big`: time and peak memory of reading a 10^6-line text
-file into the task's data (a child process each, so that the peak is its own). Results print as
-JSON lines; CPU and load are printed first.
+file into the task's data (a child process each, so that the peak is its own). `kernels`: the
+milliseconds of one forward and backward pass of a batch of 32 (12 channels, hidden 32, one thread,
+median of 100 interleaved repeats) read packed, in segments between lengths (zoo's way for plain
+cells) and padded with the output read at each sequence's end (exact for one direction: the cells
+are causal), on a bucketed batch (lengths 14-16) and a mixed one (7-29). Results print as JSON
+lines; CPU and load are printed first.
 """
 
 import argparse
@@ -84,7 +89,7 @@ def archive(args) -> None:
 
 def packing(args) -> None:
     files = split_files(args.data, args.set)
-    for model in ("lstm", "gru"):
+    for model in ("lstm", "gru", "lstm-bi"):
         for packed, bucket in (("packed", True), ("packed", False), ("padded", False), ("padded", True)):
             for seed in [int(s) for s in args.seeds.split(",")]:
                 settings = {**files, "packing": packed, "bucket": bucket, "epochs": args.epochs, "patience": 0,
@@ -148,8 +153,36 @@ def big(args) -> None:
         subprocess.run([sys.executable, __file__, "big", "--lines", str(args.lines), "--child", str(path)], check=True)
 
 
+def kernels(args) -> None:
+    import statistics
+
+    import torch
+
+    from zoo.nn.layers import recurrent_lengths, run_lengths
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    for name, cls in (("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)):
+        rnn = cls(12, 32, batch_first=True)
+        for spread, lengths in (("bucketed", torch.tensor([14] * 12 + [15] * 12 + [16] * 8)),
+                                ("mixed", torch.randint(7, 30, (32,)))):
+            x = torch.randn(32, int(lengths.max()), 12)
+            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, 32)
+            ways = {"packed": lambda: recurrent_lengths(rnn, x, lengths)[0].gather(1, last),
+                    "segments": lambda: run_lengths(rnn, x, lengths)[0].gather(1, last),
+                    "padded, read at each end": lambda: rnn(x)[0].gather(1, last)}
+            times = {k: [] for k in ways}
+            for _ in range(100):
+                for k, f in ways.items():
+                    start = time.perf_counter()
+                    f().sum().backward()
+                    times[k].append(time.perf_counter() - start)
+            emit({"cell": name, "batch": spread, **{k: round(statistics.median(v) * 1000, 2) for k, v in times.items()},
+                  "unit": "ms forward+backward"})
+
+
 parser = argparse.ArgumentParser()
-parser.add_argument("what", choices=["archive", "packing", "grammar", "big"])
+parser.add_argument("what", choices=["archive", "packing", "grammar", "big", "kernels"])
 parser.add_argument("--data", default="aeon/datasets/data")
 parser.add_argument("--sets", default="JapaneseVowels,ItalyPowerDemand")
 parser.add_argument("--set", default="JapaneseVowels")
@@ -161,4 +194,4 @@ parser.add_argument("--child", default="")
 args = parser.parse_args()
 if not args.child:
     emit(machine())
-{"archive": archive, "packing": packing, "grammar": grammar, "big": big}[args.what](args)
+{"archive": archive, "packing": packing, "grammar": grammar, "big": big, "kernels": kernels}[args.what](args)
