@@ -5,6 +5,7 @@
     python bench/sequences.py grammar [--texts 4000]
     python bench/sequences.py big [--lines 1000000]
     python bench/sequences.py kernels
+    python bench/sequences.py epochs --data DIR [--set JapaneseVowels] [--rounds 20]
 
 DIR holds the archive's sets as DIR/NAME/NAME_TRAIN.ts and NAME_TEST.ts: aeon's wheel ships them,
 `pip download --no-deps aeon==1.6.0 -d /tmp/aeon && unzip -q /tmp/aeon/aeon-1.6.0-*.whl 'aeon/datasets/data/*'`
@@ -19,7 +20,8 @@ milliseconds of one forward and backward pass of a batch of 32 (12 channels, hid
 median of 100 interleaved repeats) read packed, in segments between lengths (zoo's way for plain
 cells) and padded with the output read at each sequence's end (exact for one direction: the cells
 are causal), on a bucketed batch (lengths 14-16) and a mixed one (7-29). Results print as JSON
-lines; CPU and load are printed first.
+lines; CPU and load are printed first. `epochs`: seconds of a training epoch for each way of
+batching, measured interleaved (the `packing` runs' own per-epoch times are too noisy on a busy machine).
 """
 
 import argparse
@@ -99,6 +101,43 @@ def packing(args) -> None:
                 emit({"set": args.set, "model": model, "packing": packed, "bucket": bucket, "seed": seed,
                       "accuracy": net.zoo.metrics["accuracy"], "epochs": args.epochs,
                       "train_seconds_per_epoch": round(sum(per_epoch) / len(per_epoch), 4)})
+
+
+def epoch_timing(args) -> None:
+    """Seconds of one training epoch (forward, backward, Adam) for each way of batching, measured
+    interleaved, a round of the four ways after another, the median of `--rounds`: on a busy machine
+    side-by-side timings are the only fair ones."""
+    import statistics
+
+    import torch
+
+    from zoo.loop.plan import plan
+
+    torch.set_num_threads(1)  # as zoo train on a busy machine; two threads fight the other jobs
+    files = split_files(args.data, args.set)
+    for model in ("lstm", "gru", "lstm-bi"):
+        ways = {}
+        for packed, bucket in (("packed", True), ("packed", False), ("padded", True), ("padded", False)):
+            p = plan(model, "sequences", {**files, "packing": packed, "bucket": bucket, "baseline": "none"})
+            data = p.task.data(p.task_config, None)
+            torch.manual_seed(0)
+            net = p.model.build(p.model_config, data.problem)
+            ways[(packed, bucket)] = (net, torch.optim.Adam(net.parameters()), data.train, torch.Generator())
+        times = {key: [] for key in ways}
+        for _ in range(args.rounds):
+            for key, (net, optimizer, split, generator) in ways.items():
+                start = time.perf_counter()
+                for index in split.buckets(32, generator):
+                    inputs, labels = split.batch(index)
+                    loss = torch.nn.functional.cross_entropy(net(*inputs) if isinstance(inputs, tuple)
+                                                             else net(inputs), labels)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                times[key].append(time.perf_counter() - start)
+        emit({"set": args.set, "model": model, "unit": "s per training epoch, median",
+              **{f"{packed}{', bucketed' if bucket else ''}": round(statistics.median(v), 4)
+                 for (packed, bucket), v in times.items()}})
 
 
 def grammar_texts(n: int, seed: int) -> list[str]:
@@ -182,7 +221,8 @@ def kernels(args) -> None:
 
 
 parser = argparse.ArgumentParser()
-parser.add_argument("what", choices=["archive", "packing", "grammar", "big", "kernels"])
+parser.add_argument("what", choices=["archive", "packing", "grammar", "big", "kernels", "epochs"])
+parser.add_argument("--rounds", type=int, default=20)
 parser.add_argument("--data", default="aeon/datasets/data")
 parser.add_argument("--sets", default="JapaneseVowels,ItalyPowerDemand")
 parser.add_argument("--set", default="JapaneseVowels")
@@ -194,4 +234,5 @@ parser.add_argument("--child", default="")
 args = parser.parse_args()
 if not args.child:
     emit(machine())
-{"archive": archive, "packing": packing, "grammar": grammar, "big": big, "kernels": kernels}[args.what](args)
+{"archive": archive, "packing": packing, "grammar": grammar, "big": big, "kernels": kernels,
+ "epochs": epoch_timing}[args.what](args)

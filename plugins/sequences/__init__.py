@@ -8,9 +8,10 @@ share of the file is the test split; a share of the training part is held out fo
 early stopping watches. Numeric channels are standardized with the training part's mean and
 deviation, kept in the export.
 
-Sequences keep their own lengths: batches mix them, padded, and the network reads each sequence
-packed (torch's cells) or stepped in segments that stop at its end (any other cell), so a result
-never depends on the batch or its padding (`--packing padded` is the naive way, for comparison).
+Sequences keep their own lengths: batches mix them, padded, and the network reads each sequence to
+its own end (zoo.nn.nets.RecurrentNet with lengths: the output at its last real step in one
+direction; packed, or in segments between lengths, in both), so a result never depends on the batch
+or its padding (`--packing padded` is the naive way, for comparison).
 Training batches are bucketed by length. `zoo eval` reports accuracy, macro-F1, per-class accuracy
 and the confusion matrix beside the majority class and a non-neural classifier on the same test
 split: 1-NN on the standardized series (DTW, or Euclidean) for numbers, bag-of-words naive Bayes for

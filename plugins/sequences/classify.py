@@ -1,9 +1,10 @@
 """The torch half of the sequence and text tasks: splits of variable length, baselines, metrics, predictions.
 
 A split stores its sequences end to end in one tensor (a few bytes a step, whatever the spread of
-lengths) and gathers a right-padded batch with the lengths per batch; the network reads it packed
-(zoo.nn.layers.recurrent_lengths), so the padding never changes a result. Training batches are
-bucketed by length: pools of 50 batches are sorted by length and cut, and the batches shuffled.
+lengths) and gathers a right-padded batch with the lengths per batch; the network reads each
+sequence to its own end (zoo.nn.nets.RecurrentNet), so the padding never changes a result.
+Training batches are bucketed by length: pools of 50 batches are sorted by length and cut, and the
+batches shuffled.
 """
 
 from __future__ import annotations
