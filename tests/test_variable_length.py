@@ -11,7 +11,7 @@ import torch
 import zoo
 from conftest import registry_with_example
 from zoo.nn.layers import Layers, recurrent_lengths, run_lengths
-from zoo.testing import CheckFailed, check_variable_length
+from zoo.testing import CheckFailed, check_cell, check_variable_length
 
 REGISTRY = registry_with_example()
 CELL_MODELS = [name for name, model in REGISTRY.models.items() if model.cell is not None]
@@ -74,9 +74,7 @@ class OwnDirections(torch.nn.Module):
 
 @pytest.mark.parametrize("make_cell, native", [(PlainGRU, False), (PlainLSTM, False), (OwnDirections, True)])
 def test_the_kit_check_passes_for_plain_and_self_built_cells(make_cell, native):
-    from zoo.testing import Cell
-
-    check_variable_length(Cell(make_cell, native))
+    check_cell(make_cell, native_layers=native, checks=[check_variable_length])
 
 
 def test_layers_hold_each_final_state_at_the_sequence_end():
@@ -117,8 +115,7 @@ def test_packed_native_cells_match_the_unpacked_ones_for_full_length_batches():
 
 def test_the_kit_catches_a_network_that_reads_the_padding(monkeypatch):
     from zoo.nn import nets
-    from zoo.testing import Cell
 
     monkeypatch.setattr(nets, "recurrent_lengths", lambda rnn, x, lengths, h0, bi: rnn(x, h0))  # naive padding
-    with pytest.raises(CheckFailed, match="check_variable_length: .*padded batch than alone"):
-        check_variable_length(Cell(PlainGRU))
+    with pytest.raises(CheckFailed, match=r"check_variable_length(.|\n)*padded batch than alone"):
+        check_cell(PlainGRU, checks=[check_variable_length])
