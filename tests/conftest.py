@@ -190,6 +190,41 @@ def server(tmp_path):
     httpd.shutdown()
 
 
+def write_ts(path: Path, n: int = 36, seed: int = 0, channels: int = 2, lengths=(4, 12)) -> str:
+    """A .ts file of n sequences of 2 channels and unequal lengths, 3 classes told apart by their wave's
+    frequency and level (a sequence task's tiny data)."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    lines = ["# tiny", "@problemName Tiny", "@timeStamps false", "@missing false", "@univariate false",
+             f"@dimensions {channels}", "@equalLength false", "@classLabel true a b c", "@data"]
+    for i in range(n):
+        label = "abc"[i % 3]
+        steps = rng.randint(*lengths)
+        dims = [",".join(f"{math.sin(t * (i % 3 + 1) * 0.7) + rng.gauss(0, 0.1) + 0.5 * (i % 3) * d:.4f}"
+                         for t in range(steps)) for d in range(channels)]
+        lines.append(":".join(dims) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def write_texts(path: Path, n: int = 40, seed: int = 0) -> str:
+    """label<TAB>text lines: 'pos' texts praise, 'neg' texts complain, with shared filler words."""
+    import random
+
+    rng = random.Random(seed)
+    good, bad, filler = ["great", "good", "lovely"], ["bad", "awful", "poor"], ["the", "film", "was", "a", "plot"]
+    lines = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = rng.choices(filler, k=rng.randint(2, 6)) + [rng.choice(good if i % 2 else bad)]
+        rng.shuffle(words)
+        lines.append(f"{label}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
 TINY = {  # task name -> (a temporary folder -> settings for small, offline data); every task needs one
     "hihello": lambda tmp: {},
     "charlm": lambda tmp: {"window": 5, "stride": 7},
@@ -198,6 +233,8 @@ TINY = {  # task name -> (a temporary folder -> settings for small, offline data
     "fashion-mnist": lambda tmp: {"root": tiny_mnist(tmp, "FashionMNIST"), "val_size": 10, "download": False},
     "stock": lambda tmp: {"data": write_course_prices(tmp / "prices.csv", days=30)},
     "translate": lambda tmp: {},
+    "sequences": lambda tmp: {"train": write_ts(tmp / "tiny.ts"), "baseline": "euclidean"},
+    "texts": lambda tmp: {"train": write_texts(tmp / "tiny.tsv")},
 }
 
 

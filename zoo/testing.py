@@ -442,6 +442,32 @@ def check_onnx_export(cell: CellUnderTest) -> None:
                                      f"{'; '.join(problems[:3])}")
 
 
+@cell_check
+def check_variable_length(cell: CellUnderTest) -> None:
+    """In a right-padded batch with lengths, each sequence gets the logits it gets alone,
+    whatever its padding holds, through zoo's many-to-one network, stacked and bidirectional too."""
+    from zoo.nn.cells import build_recurrent_net
+
+    lengths = torch.tensor([TIME, 2, 1, TIME - 1])
+    x = torch.randn(len(lengths), TIME, INPUT, generator=torch.Generator().manual_seed(4))
+    junk = x.clone()
+    past = torch.arange(TIME)[None, :] >= lengths[:, None]
+    junk[past] = 1e3  # padding that would show in any result it leaked into
+    x[past] = 0.0
+    problem = zoo.Problem(zoo.MANY_TO_ONE, output_size=3, input_size=INPUT)
+    for changes in ({}, {"num_layers": 2}, {"bidirectional": True}, {"num_layers": 2, "bidirectional": True}):
+        torch.manual_seed(0)
+        net = build_recurrent_net(cell.make_cell, cell.native_layers, cell.settings(**changes), problem).eval()
+        with torch.no_grad():
+            together, leaked = net(x, None, lengths), net(junk, None, lengths)
+            for i, n in enumerate(lengths.tolist()):
+                alone = net(x[i: i + 1, :n])[0]
+                ensure(close(together[i], alone), f"{changes or 'one layer'}: sequence {i} of length {n} gets "
+                                                  f"other logits in a padded batch than alone")
+                ensure(close(leaked[i], alone), f"{changes or 'one layer'}: sequence {i} of length {n} changes "
+                                                f"with what its padding holds: padding leaks into the result")
+
+
 # Every cell check, in the order check_cell runs them. A new check is a @cell_check function above,
 # listed here.
 CELL_CHECKS = [
@@ -457,6 +483,7 @@ CELL_CHECKS = [
     check_cell_learns,
     check_cell_export_reloads,
     check_onnx_export,
+    check_variable_length,
 ]
 
 
@@ -574,6 +601,11 @@ def expected_batch(problem: zoo.Problem, inputs, targets, size: int) -> None:
                f"and {tuple(lengths.shape)}")
         ensure(tuple(targets.shape) == tuple(target_in.shape), "seq2seq targets must be as long as target_in")
         return
+    if isinstance(inputs, tuple) and len(inputs) == 2 and problem.shape == zoo.MANY_TO_ONE:  # variable length
+        inputs, lengths = inputs
+        ensure(isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (size,) and not lengths.is_floating_point()
+               and int(lengths.min()) >= 1 and int(lengths.max()) <= inputs.shape[1],
+               f"variable-length inputs are (x, lengths): lengths (batch,) = ({size},) integers in [1, steps]")
     ensure(isinstance(inputs, torch.Tensor), f"inputs must be a tensor, got {type(inputs).__name__}")
     ensure(inputs.shape[0] == size, f"inputs must be batch first: {size} examples asked, inputs are "
                                     f"{tuple(inputs.shape)}")
@@ -675,6 +707,25 @@ def check_task_deterministic(case: TaskUnderTest) -> None:
 
 
 @task_check
+def check_many_to_one_padding(case: TaskUnderTest) -> None:
+    """many-to-one batches of (x, lengths): each example in a padded batch gets the logits it gets alone."""
+    if case.task.shape != zoo.MANY_TO_ONE:
+        raise NotApplicable(f"the task is {case.task.shape}, not many-to-one")
+    p, data = case.data()
+    inputs, _ = first_batch(data.train, 8)
+    if not (isinstance(inputs, tuple) and len(inputs) == 2):
+        raise NotApplicable("the batches hold equal lengths: nothing is padded")
+    torch.manual_seed(0)
+    net = p.model.build(p.model_config, data.problem).eval()
+    with torch.no_grad():
+        together = forward(net, inputs)
+        for i, n in enumerate(inputs[1].tolist()):
+            alone = net(inputs[0][i: i + 1, :n])
+            ensure(close(alone[0], together[i]), f"example {i} ({n} steps) gets other logits in a padded batch "
+                                                 f"than alone: padding leaks into the result")
+
+
+@task_check
 def check_seq2seq_padding(case: TaskUnderTest) -> None:
     """seq2seq: each pair in a padded batch gets the logits it gets alone."""
     if case.task.shape != zoo.SEQ2SEQ:
@@ -705,6 +756,7 @@ TASK_CHECKS = [
     check_task_export_reloads,
     check_task_deterministic,
     check_seq2seq_padding,
+    check_many_to_one_padding,
 ]
 
 

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     "zoo_plugins.stock",
     "zoo_plugins.seq2seq",
     "zoo_plugins.translate",
+    "zoo_plugins.sequences",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

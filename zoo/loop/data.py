@@ -99,9 +99,12 @@ class Streams:
 
 def epoch_order(split, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
     """The batches (example numbers) of one training epoch: shuffled, unless the split reads in an
-    order of its own (`split.order(batch_size)`, as Streams does to carry state across batches)."""
+    order of its own (`split.order(batch_size)`, as Streams does to carry state across batches) or
+    buckets its examples by length (`split.buckets(batch_size, generator)`, shuffled by `generator`)."""
     if hasattr(split, "order"):
         return [index.to(device) for index in split.order(batch_size)]
+    if hasattr(split, "buckets"):  # batches of similar lengths, drawn from this generator (a variable-length split)
+        return [index.to(device) for index in split.buckets(batch_size, generator)]
     return list(torch.randperm(len(split), generator=generator).to(device).split(batch_size))
 
 

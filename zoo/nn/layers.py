@@ -67,7 +67,9 @@ class Layers(nn.Module):
             make_cell(single, input_size if layer == 0 else config.hidden_size * self.directions)
             for layer in range(self.num_layers) for _ in range(self.directions))
 
-    def forward(self, x: torch.Tensor, h0=None):
+    def forward(self, x: torch.Tensor, h0=None, lengths: torch.Tensor | None = None):
+        """`lengths` (batch,): x is right-padded, sequence b is x[b, :lengths[b]]; each sequence then
+        gets the outputs and final states it gets alone, zeros past its end (see `run_lengths`)."""
         states = []
         for layer in range(self.num_layers):
             if layer:  # between layers only, as torch.nn.RNN's dropout
@@ -76,6 +78,13 @@ class Layers(nn.Module):
             for direction in range(self.directions):
                 i = layer * self.directions + direction
                 start = None if h0 is None else map_state(lambda s: s[i: i + 1], h0)
+                if lengths is not None:  # variable length: backward starts at each sequence's real end
+                    x_in = reverse_within(x, lengths) if direction else x
+                    out, state = run_lengths(self.cells[i], x_in, lengths, start)
+                    check_step(out, state, x, self.hidden_size)
+                    outputs.append(reverse_within(out, lengths) if direction else out)
+                    states.append(state)
+                    continue
                 # the backward direction reads the sequence reversed and its outputs are put back in order
                 out, state = self.cells[i](x.flip(1) if direction else x, start)
                 check_step(out, state, x, self.hidden_size)
@@ -83,6 +92,85 @@ class Layers(nn.Module):
                 states.append(state)
             x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)
         return x, map_state(lambda *parts: torch.cat(parts, 0), *states)
+
+
+# -- variable length (issue 22): right-padded batches whose results never depend on the padding ------
+
+def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sequence of a right-padded batch reversed within its length, its padding left at the end."""
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return x.gather(1, index[:, :, None].expand_as(x))
+
+
+def run_lengths(cell: nn.Module, x: torch.Tensor, lengths: torch.Tensor, h0=None):
+    """(out, h_n) of a one-direction cell over a right-padded batch, each sequence as if it ran alone.
+
+    What pack_padded_sequence does for torch's cells, for any cell keeping the contract: the batch is
+    sorted by length, longest first, and read in segments between consecutive lengths, each segment
+    by the sequences still running, from the state the previous segment left (the kit's
+    check_initial_state and check_batch_first are what make this exact). A sequence's final state is
+    the one it had at its own end, held there; its outputs past the end are zeros. One cell call per
+    distinct length in the batch, and no step is computed on padding.
+    """
+    lengths = lengths.to(x.device)
+    order = lengths.argsort(descending=True, stable=True)
+    ordered = lengths[order].tolist()
+    xs = x[order]
+    state = None if h0 is None else map_state(lambda s: s[:, order], h0)
+    pieces, finals, start = [], [], 0
+    for end in sorted(set(ordered)):  # segment [start, end) is read by the sequences longer than start
+        if end <= start:
+            continue
+        active = sum(1 for n in ordered if n > start)
+        if state is not None:
+            state = map_state(lambda s: s[:, :active], state)
+        out, state = cell(xs[:active, start:end], state)
+        pieces.append(F.pad(out, (0, 0, 0, 0, 0, len(ordered) - active)))  # zeros for those already ended
+        ended = active - sum(1 for n in ordered if n > end)
+        finals.append(map_state(lambda s: s[:, active - ended: active], state))
+        start = end
+    out = torch.cat(pieces, 1)
+    out = F.pad(out, (0, 0, 0, x.shape[1] - out.shape[1]))  # padding steps past the longest sequence
+    # finals were collected shortest first, i.e. the sorted order reversed in blocks: put them back
+    state = map_state(lambda *parts: torch.cat(parts[::-1], 1), *finals)
+    inverse = order.argsort()
+    return out[inverse], map_state(lambda s: s[:, inverse], state)
+
+
+def recurrent_lengths(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor, h0=None, bidirectional: bool = False):
+    """The recurrent part of a network (`recurrent`'s module) over a right-padded batch with `lengths`.
+
+    torch's own cells read it packed (pack_padded_sequence, enforce_sorted=False); `Layers` runs each
+    cell with `run_lengths`, the backward ones over each sequence reversed within its length; a plain
+    one-direction cell is `run_lengths` itself. A cell building its own directions that is not torch's
+    cannot be told where sequences end, so each group of equal length runs alone, unpadded.
+    """
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    if isinstance(rnn, nn.RNNBase):
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = rnn(packed, h0)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], state
+    if isinstance(rnn, Layers):
+        return rnn(x, h0, lengths)
+    if not bidirectional:
+        return run_lengths(rnn, x, lengths, h0)
+    out, finals = x.new_zeros(0), {}
+    for n in lengths.unique().tolist():
+        rows = (lengths == n).nonzero()[:, 0].to(x.device)
+        part, state = rnn(x[rows, :n], None if h0 is None else map_state(lambda s: s[:, rows], h0))
+        if not out.numel():
+            out = part.new_zeros(x.shape[0], x.shape[1], part.shape[-1])
+        out[rows, :n] = part
+        finals[n] = (rows, state)
+    def gather(*parts):
+        whole = parts[0].new_zeros(parts[0].shape[0], x.shape[0], parts[0].shape[-1])
+        for (rows, _), part in zip(finals.values(), parts):
+            whole[:, rows] = part
+        return whole
+    return out, map_state(gather, *(state for _, state in finals.values()))
 
 
 def recurrent(make_cell: Callable[[Any, int], nn.Module], config: Any, input_size: int,
