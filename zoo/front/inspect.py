@@ -120,11 +120,13 @@ class View:
         n = len(text)
         activations = torch.stack([torch.as_tensor(v).float().cpu() for _, v in columns], 1) if columns else \
             torch.zeros(n, 0)
-        top_value = float(activations.abs().max()) if activations.numel() else 1.0
-        hi = 1.0 if top_value <= 1.0 else top_value
+        # each unit coloured over its own range: a cell state c can reach 10 where h stays within 1
+        scales = activations.abs().amax(0).clamp(min=1e-6) if activations.numel() else torch.ones(0)
+        activations, hi = activations / scales, 1.0
         s = torch.as_tensor(surprisal).float().cpu()
         s_max = max(float(s.max()) if s.numel() else 1.0, 1e-6)
         return {"kind": "text", "title": title, "text": text, "labels": [label for label, _ in columns],
+                "scales": [round(v, 4) for v in scales.tolist()],
                 "lo": -hi, "hi": hi, "bits": 4, "data": pack(activations, -hi, hi, bits=4),
                 "surprisal": pack(s, 0, s_max), "surprisalMax": s_max, "vocab": vocab,
                 "top": pack(torch.as_tensor(top).float(), 0, 255), "topP": pack(top_p, 0, 1),

@@ -140,7 +140,7 @@ def _recurrent_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     parts, inside = [], []
     for name, module in model.named_modules():
-        if any(name.startswith(p + ".") for p in inside):
+        if any(p == "" or name.startswith(p + ".") for p in inside):  # "": the network is the cell itself
             continue
         if isinstance(module, (nn.RNNBase, Layers)) or getattr(module, "zoo_recurrent", False):
             parts.append((name, module))
