@@ -30,7 +30,7 @@ def group(rng: random.Random, depth: int) -> str:
         if roll < 0.3 and depth < 4:
             parts.append(group(rng, depth + 1))
         elif roll < 0.5:
-            parts.append('"' + " ".join(words(rng, 1, 4)) + '"')
+            parts.append('"' + " ".join(words(rng, 2, 6)) + '"')
         else:
             parts.extend(words(rng, 1, 2))
     return OPEN[kind] + " ".join(parts) + CLOSE[kind]
@@ -40,7 +40,7 @@ def line(rng: random.Random) -> str:
     parts = []
     while sum(len(p) + 1 for p in parts) < rng.randint(40, 90):
         roll = rng.random()
-        parts.append(group(rng, 1) if roll < 0.3 else '"' + " ".join(words(rng, 1, 5)) + '"' if roll < 0.45
+        parts.append(group(rng, 1) if roll < 0.3 else '"' + " ".join(words(rng, 2, 8)) + '"' if roll < 0.45
                      else rng.choice(WORDS))
     return " ".join(parts) + "."
 

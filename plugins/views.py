@@ -18,6 +18,7 @@ import zoo
 MAX_CHARS = 20_000  # charlm: a longer text is cut to its first MAX_CHARS characters, saying so
 RANKED = 8  # units listed per feature
 TOPK_STEPS = 200  # per-step top-k tables show at most this many steps
+TEXT_BYTES = 3_500_000  # charlm's coloured text holds as many of the top layer's units as fit, at 4 bits each
 
 
 def _no_file_input(card, field: str, what: str):
@@ -70,11 +71,18 @@ def _line_position(text: str) -> torch.Tensor:
 
 
 def _quotes(text: str) -> torch.Tensor:
-    return (torch.tensor([ch == '"' for ch in text]).cumsum(0) % 2).float()  # odd: an open quote not yet closed
+    """1 inside "..." (an odd number of straight quotes so far) or inside “...” (curly ones, as books print them)."""
+    straight = curly = False
+    out = []
+    for ch in text:
+        straight = not straight if ch == '"' else straight
+        curly = True if ch == "“" else False if ch == "”" else curly
+        out.append(straight or curly)
+    return torch.tensor(out, dtype=torch.float32)
 
 
 FEATURES = {  # value after reading each character: what the state could know by then
-    "quotes": ("inside double quotes", _quotes),
+    "quotes": ("inside double quotes, straight or curly", _quotes),
     "brackets": ("inside any bracket ( [ {", lambda t: (_depth(t, "([{", ")]}") > 0).float()),
     "bracket-depth": ("depth of nested brackets ( [ {", lambda t: _depth(t, "([{", ")]}")),
     "parentheses": ("inside parentheses", lambda t: (_depth(t, "(", ")") > 0).float()),
@@ -165,7 +173,6 @@ def rank_units(found, features, text: str) -> tuple[list[str], torch.Tensor, lis
 
 def charlm(model, inputs: tuple[str, ...], feature: list[str] = (), echo=print) -> list:
     from zoo import encode
-    from zoo.front.inspect import TEXT_BYTES
 
     card = model.zoo
     vocab = card.meta["vocab"]

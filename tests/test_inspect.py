@@ -123,7 +123,8 @@ def test_hihello_page_shows_one_hot_inputs_softmax_and_states_and_keeps_the_pred
     predicted = zoo_cli(runner, "predict", weights, "hihell").output.strip()
     assert "".join(net.zoo.meta["vocab"][i] for i in found.output.argmax(-1)[0]) == predicted
     assert set(found.layers[0].tensors) == {"i", "f", "g", "o", "c", "h"}
-    html = page_of(runner, weights, out=tmp_path / "hihello.html")
+    html = page_of(runner, weights, "--png", tmp_path / "hihello.png", out=tmp_path / "hihello.html")
+    assert (tmp_path / "hihello.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     no_external_url(html)
     views = page_data(html)["examples"][0]["views"]
     titles = [v["title"] for v in views]
@@ -238,6 +239,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, tmp_path, monkeypatch)
     assert "matches nothing" in refused("--feature", "regex:zzzz", "--out", page)
     assert "does not exist" in refused("--out", tmp_path / "missing" / "page.html")
     assert "the export itself" in refused("--out", weights)
+    assert "does not exist" in refused("--out", page, "--png", tmp_path / "missing" / "page.png")
     assert "does not apply to charlm" in refused("--beam", "2", "--out", page)
     big = tmp_path / "big.txt"
     with open(big, "w") as f:

@@ -23,8 +23,7 @@ import torch
 
 from zoo.contract.specs import ZooError
 
-HEATMAP_BYTES = 1_000_000  # per example: heatmaps beyond this show the first steps only
-TEXT_BYTES = 3_500_000  # the activations of charlm's coloured text, at 4 bits each
+HEATMAP_BYTES = 600_000  # per example: heatmaps beyond this show the first steps only
 TEMPLATE = Path(__file__).with_name("inspect.html")
 URL = re.compile(r"(?:https?|ftp|wss?)://", re.I)  # what the page must never contain
 

@@ -64,12 +64,16 @@ def recompute(module: nn.RNNBase, x: torch.Tensor, hx: Any = None) -> list[dict[
     """The per-step internals of torch's fused RNN, LSTM or GRU over x, from its weights: one dict per
     layer and direction, in torch's order (layer 0 forward, layer 0 backward, layer 1 forward, ...).
 
-    x is (batch, time, input) whatever the module's batch_first; `hx` as the module takes it."""
+    x is (batch, time, input) whatever the module's batch_first; `hx` as the module takes it. Each
+    layer runs fused once (a one-layer copy of its weights) for its states h_{t-1}; from those and
+    x_t, every gate of every step is one matrix product, and the new states are computed from the
+    gates (for an LSTM, c_t = f_t c_{t-1} + i_t g_t is stepped, elementwise): the h returned is the
+    recomputed one, which the tests compare with the fused module's outputs."""
     kind = module.mode.split("_")[0]  # LSTM, GRU, RNN
     if getattr(module, "proj_size", 0):
         raise NotImplementedError("LSTMs with proj_size are not recomputed")
     directions = 2 if module.bidirectional else 1
-    batch, steps = x.shape[:2]
+    batch = x.shape[0]
     hidden = module.hidden_size
     if hx is None:
         zeros = x.new_zeros(module.num_layers * directions, batch, hidden)
@@ -77,45 +81,59 @@ def recompute(module: nn.RNNBase, x: torch.Tensor, hx: Any = None) -> list[dict[
     h0, c0 = hx if kind == "LSTM" else (hx, None)
     found, inputs = [], x
     for layer in range(module.num_layers):
-        outputs = []
+        single = _one_layer(module, layer, inputs.shape[-1])
+        start = slice(layer * directions, (layer + 1) * directions)
+        fused, _ = single(inputs, (h0[start], c0[start]) if kind == "LSTM" else h0[start])
         for direction in range(directions):
             suffix = f"_l{layer}{'_reverse' if direction else ''}"
             w_ih, w_hh = getattr(module, "weight_ih" + suffix), getattr(module, "weight_hh" + suffix)
-            b_ih = getattr(module, "bias_ih" + suffix, None) if module.bias else None
-            b_hh = getattr(module, "bias_hh" + suffix, None) if module.bias else None
+            b_ih = getattr(module, "bias_ih" + suffix) if module.bias else None
+            b_hh = getattr(module, "bias_hh" + suffix) if module.bias else None
             index = layer * directions + direction
-            h = h0[index]
-            c = c0[index] if c0 is not None else None
             seq = inputs.flip(1) if direction else inputs
-            xs = nn.functional.linear(seq, w_ih, b_ih)  # the input half of every gate, all steps at once
-            record: dict[str, list[torch.Tensor]] = {}
-            for t in range(steps):
-                hh = nn.functional.linear(h, w_hh, b_hh)
-                if kind == "LSTM":
-                    i, f, g, o = (xs[:, t] + hh).chunk(4, -1)
-                    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-                    c = f * c + i * g
-                    h = o * c.tanh()
-                    values = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
-                elif kind == "GRU":
-                    xr, xz, xn = xs[:, t].chunk(3, -1)
-                    hr, hz, hn = hh.chunk(3, -1)
-                    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-                    n = (xn + r * hn).tanh()
-                    h = (1 - z) * n + z * h
-                    values = {"r": r, "z": z, "n": n, "h": h}
-                else:
-                    h = (xs[:, t] + hh).tanh() if module.nonlinearity == "tanh" else (xs[:, t] + hh).relu()
-                    values = {"h": h}
-                for name, value in values.items():
-                    record.setdefault(name, []).append(value)
-            tensors = {name: torch.stack(parts, 1) for name, parts in record.items()}
+            states = fused[..., direction * hidden: (direction + 1) * hidden]
+            states = states.flip(1) if direction else states  # in reading order
+            previous = torch.cat([h0[index][:, None], states[:, :-1]], 1)  # h_{t-1} for every step
+            xs = nn.functional.linear(seq, w_ih, b_ih)
+            hs = nn.functional.linear(previous, w_hh, b_hh)
+            if kind == "LSTM":
+                i, f, g, o = (xs + hs).chunk(4, -1)
+                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                c, cells = c0[index], []
+                for f_t, ig_t in zip(f.unbind(1), (i * g).unbind(1)):
+                    c = f_t * c + ig_t
+                    cells.append(c)
+                c = torch.stack(cells, 1)
+                tensors = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": o * c.tanh()}
+            elif kind == "GRU":
+                xr, xz, xn = xs.chunk(3, -1)
+                hr, hz, hn = hs.chunk(3, -1)
+                r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
+                n = (xn + r * hn).tanh()
+                tensors = {"r": r, "z": z, "n": n, "h": (1 - z) * n + z * previous}
+            else:
+                tensors = {"h": (xs + hs).tanh() if module.nonlinearity == "tanh" else (xs + hs).relu()}
             if direction:
                 tensors = {name: value.flip(1) for name, value in tensors.items()}
             found.append(tensors)
-            outputs.append(tensors["h"])
-        inputs = torch.cat(outputs, -1)  # eval mode: no dropout between layers
+        inputs = fused  # eval mode: no dropout between layers
     return found
+
+
+def _one_layer(module: nn.RNNBase, layer: int, input_size: int) -> nn.RNNBase:
+    """Layer `layer` of a fused module as a module of its own (batch first), sharing its weights."""
+    kwargs = {"nonlinearity": module.nonlinearity} if isinstance(module, nn.RNN) else {}
+    with torch.device("meta"):
+        single = type(module)(input_size, module.hidden_size, num_layers=1, bias=module.bias, batch_first=True,
+                              bidirectional=module.bidirectional, **kwargs)
+    weights = {name.replace(f"_l{layer}", "_l0"): value for name, value in module.named_parameters()
+               if _layer_of(name) == layer}
+    single.load_state_dict(weights, assign=True)
+    return single.eval()
+
+
+def _layer_of(name: str) -> int:
+    return int(name.split("_l")[1].split("_")[0])
 
 
 def _as_batch_first(module: nn.Module, x: Any) -> torch.Tensor:
