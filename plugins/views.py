@@ -149,7 +149,19 @@ def correlations(activations: torch.Tensor, values: torch.Tensor) -> torch.Tenso
     return torch.nan_to_num(r, nan=0.0).float()
 
 
-def rank_units(found, features, text: str) -> tuple[list[str], torch.Tensor, list[dict]]:
+def feature_values(features, text: str) -> list[tuple[str, str, torch.Tensor]]:
+    """(name, what, value after each character) of each feature; one that never changes is one line."""
+    found = []
+    for name, what, function in features:
+        values = function(text)
+        if float(values.std()) == 0:
+            raise zoo.ZooError(f"--feature {name!r} ({what}) matches nothing in the text" if float(values.max()) == 0
+                               else f"--feature {name!r} ({what}) is the same at every character of the text")
+        found.append((name, what, values))
+    return found
+
+
+def rank_units(found, features: list[tuple[str, str, torch.Tensor]]) -> tuple[list[str], torch.Tensor, list[dict]]:
     """Every unit's h (and c) of every layer as a column, and per feature the units ranked by |r|."""
     labels, columns = [], []
     for layer in found.layers:
@@ -160,11 +172,7 @@ def rank_units(found, features, text: str) -> tuple[list[str], torch.Tensor, lis
                 columns.append(values)
     activations = torch.cat(columns, 1)
     rankings = []
-    for name, what, function in features:
-        values = function(text)
-        if float(values.std()) == 0:
-            raise zoo.ZooError(f"--feature {name!r} ({what}) matches nothing in the text" if float(values.max()) == 0
-                               else f"--feature {name!r} ({what}) is the same at every character of the text")
+    for name, what, values in features:
         r = correlations(activations, values)
         best = r.abs().argsort(descending=True)[:RANKED].tolist()
         rankings.append({"feature": name, "what": what, "units": [[i, float(r[i])] for i in best]})
@@ -189,11 +197,12 @@ def charlm(model, inputs: tuple[str, ...], feature: list[str] = (), echo=print) 
         if len(text) < 2:
             raise zoo.ZooError(f"{label!r} is too short: give at least 2 characters")
         ids = torch.tensor([encode(text, vocab, repr(label))])
+        values = feature_values(features, text)  # before the work: a feature that matches nothing is one line
         found = zoo.trace(model, ids)
         logp = torch.log_softmax(found.output[0].float(), -1)  # (chars, vocab): what comes after each character
         surprisal = torch.cat([torch.zeros(1), -logp[:-1].gather(1, ids[0, 1:, None])[:, 0]])
         top = logp.exp().topk(min(5, len(vocab)), -1)
-        labels, activations, rankings = rank_units(found, features, text)
+        labels, activations, rankings = rank_units(found, values)
         # the text view embeds every unit of the top layer's h (as many as fit), and the ranked units
         last = found.layers[-1].name + " h"
         fit = max(1, int(TEXT_BYTES * 2 // len(text)))
@@ -285,8 +294,8 @@ def mnist(model, inputs: tuple[str, ...], count: int | None = None) -> list:
             summary += f"; the prediction stays {guess} from row {first} on"
             views += [zoo.View.image_rows("the image read row by row, beside the class probabilities after each row "
                                           "(move the slider)", pixels, rows.cpu(), classes, truth),
-                      zoo.View.heatmap("class probabilities after each row", rows.T, 0, 1, rows=classes, cols=steps,
-                                       row_name="class", col_name="row")]
+                      zoo.View.heatmap("class probabilities after each row", rows.T, 0, 1, rows=classes,
+                                       cols=[str(r + 1) for r in range(len(steps))], row_name="class", col_name="row")]
             probs, note = rows, ""
         else:
             probs, note = final[None], "a network that reads both ways has one output, after the last row"
