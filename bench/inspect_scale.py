@@ -54,7 +54,7 @@ def main():
           f"loading included), page {page.stat().st_size / 1e6:.2f} MB; zoo.trace {traced:.2f} s vs one "
           f"forward pass {forward:.2f} s")
 
-    mnist = work / "fashion-512.safetensors"
+    mnist = work / "fashion.safetensors"
     if not mnist.exists():
         run("train", "lstm", "fashion-mnist", "-e", "1", "-q", "--out", str(mnist), "--run-dir", str(work / "run-fm"),
             "--root", str(work / "datasets"))

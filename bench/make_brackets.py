@@ -5,8 +5,8 @@
     zoo inspect runs/brackets --feature quotes --feature bracket-depth
 
 Lines of made-up words; a group in brackets, ( [ or {, nests up to 4 deep and is closed in order;
-a quoted span "..." holds words of its own (lorem ipsum) and never crosses a bracket or a line.
-Seeded: the same text every run.
+a quoted span "..." holds words only and never crosses a bracket or a line. Seeded: the same text
+every run.
 """
 
 import argparse
@@ -14,18 +14,11 @@ import random
 
 WORDS = ("alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega tau rho phi chi psi nu mu xi "
          "red green blue cold warm fast slow big small old new").split()
-QUOTED = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore".split()
 OPEN, CLOSE = "([{", ")]}"
 
 
-def words(rng: random.Random, low: int, high: int, vocabulary: list[str] = WORDS) -> list[str]:
-    return [rng.choice(vocabulary) for _ in range(rng.randint(low, high))]
-
-
-def quoted(rng: random.Random, low: int, high: int) -> str:
-    """A quoted span in words of its own, as strings in code differ from the code around them: predicting
-    the next word inside it needs to remember that a quote is open."""
-    return '"' + " ".join(words(rng, low, high, QUOTED)) + '"'
+def words(rng: random.Random, low: int, high: int) -> list[str]:
+    return [rng.choice(WORDS) for _ in range(rng.randint(low, high))]
 
 
 def group(rng: random.Random, depth: int) -> str:
@@ -37,7 +30,7 @@ def group(rng: random.Random, depth: int) -> str:
         if roll < 0.3 and depth < 4:
             parts.append(group(rng, depth + 1))
         elif roll < 0.5:
-            parts.append(quoted(rng, 2, 6))
+            parts.append('"' + " ".join(words(rng, 1, 4)) + '"')
         else:
             parts.extend(words(rng, 1, 2))
     return OPEN[kind] + " ".join(parts) + CLOSE[kind]
@@ -47,7 +40,7 @@ def line(rng: random.Random) -> str:
     parts = []
     while sum(len(p) + 1 for p in parts) < rng.randint(40, 90):
         roll = rng.random()
-        parts.append(group(rng, 1) if roll < 0.3 else quoted(rng, 2, 8) if roll < 0.45
+        parts.append(group(rng, 1) if roll < 0.3 else '"' + " ".join(words(rng, 1, 5)) + '"' if roll < 0.45
                      else rng.choice(WORDS))
     return " ".join(parts) + "."
 

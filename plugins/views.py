@@ -327,7 +327,7 @@ def translate(model, inputs: tuple[str, ...], beam: int | None = None) -> list:
         ids = encode(tokens, index, meta["fallback"])
         src = torch.tensor([ids], device=device)
         src_len = torch.tensor([len(ids)], device=device)
-        logits = []
+        logits = []  # the output layer's logits at each decoding step (Seq2SeqNet.out)
         hook = model.out.register_forward_hook(lambda module, args, out: logits.append(out[0].float().cpu()))
         try:
             found = zoo.trace(model.generate, src, src_len, decoding_cap(meta, len(ids)), 1)
