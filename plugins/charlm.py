@@ -210,6 +210,13 @@ def predict(model, prompt: str, length: int = 100, temperature: float = 0.0, top
         yield meta["vocab"][i]
 
 
+def inspect(model, inputs, feature=(), echo=print):
+    """zoo inspect: the text coloured by a unit, surprisal, top-5, units ranked by correlation with --feature."""
+    from .views import charlm
+
+    return charlm(model, inputs, feature, echo)
+
+
 @zoo.hookimpl
 def register_tasks(register):
     register(zoo.Task(
@@ -226,6 +233,7 @@ def register_tasks(register):
         minimize=True,
         fit_defaults=fit_defaults,
         predict=predict,
+        inspect=inspect,
         predict_params=(
             click.Option(["--prompt"], required=True, help="text to continue (characters the model knows)"),
             click.Option(["-n", "--length"], type=click.IntRange(min=0), default=100, show_default=True,

@@ -49,6 +49,12 @@ def predict(model, text: str) -> str:
         return "".join(vocab[i] for i in model(ids).argmax(-1)[0].tolist())
 
 
+def inspect(model, inputs):
+    from .views import hihello
+
+    return hihello(model, inputs)
+
+
 @zoo.hookimpl
 def register_tasks(register):
     register(zoo.Task(
@@ -61,5 +67,6 @@ def register_tasks(register):
         train_defaults={"epochs": 100, "lr": 0.1, "batch_size": 1},  # the course: 100 steps of Adam at 0.1
         model_defaults={"hidden_size": 8},
         predict=predict,
+        inspect=inspect,
         predict_params=(click.Argument(["text"]),),
     ))

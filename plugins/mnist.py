@@ -220,6 +220,13 @@ def predict(model, image: str, background: str, top: int) -> str:
     return "\n".join(f"{meta['classes'][i]:<{width}}  {probabilities[i]:.3f}" for i in best)
 
 
+def inspect(model, inputs, count=None):
+    """zoo inspect: each image revealed row by row beside the class probabilities after each row."""
+    from .views import mnist
+
+    return mnist(model, inputs, count)
+
+
 def task(name: str, description: str) -> zoo.Task:
     from functools import partial
 
@@ -239,6 +246,7 @@ def task(name: str, description: str) -> zoo.Task:
         model_defaults={"hidden_size": 96, "dropout": 0.2},
         format_metrics=format_metrics,
         predict=predict,
+        inspect=inspect,
         predict_params=(
             click.Argument(["image"]),
             click.Option(["--background"], type=click.Choice(["auto", "dark", "light"]), default="auto",

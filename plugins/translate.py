@@ -277,6 +277,13 @@ def predict(model, sentence: str, beam: int) -> str:
     return translate(model, [sentence], beam)[0]
 
 
+def inspect(model, inputs, beam=None):
+    """zoo inspect: attention (when the model has it), the top-k at each decoding step, --beam's alternatives."""
+    from .views import translate
+
+    return translate(model, inputs, beam)
+
+
 @zoo.hookimpl
 def register_tasks(register):
     register(zoo.Task(
@@ -292,6 +299,7 @@ def register_tasks(register):
         metric="bleu",  # what early stopping watches: exact match stays near 0 for long on a real corpus
         fit_defaults=fit_defaults,
         predict=predict,
+        inspect=inspect,
         predict_params=(
             click.Argument(["sentence"]),
             click.Option(["--beam"], type=click.IntRange(min=1), default=1, show_default=True,

@@ -37,6 +37,9 @@ _LAZY = {name: module for module, names in {
     "zoo.nn.layers": "map_state Carry",
     # the one training loop, for a task that re-trains inside its evaluation (stock's backtest)
     "zoo.loop.training": "fit",
+    # what each cell computed, step by step (zoo inspect), and the views a task's page is made of
+    "zoo.nn.trace": "trace Trace",
+    "zoo.front.inspect": "InspectExample View",
 }.items() for name in names.split()}
 
 __all__ = [

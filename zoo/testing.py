@@ -468,6 +468,38 @@ def check_variable_length(cell: CellUnderTest) -> None:
                                                 f"with what its padding holds: padding leaks into the result")
 
 
+@cell_check
+def check_internals(cell: CellUnderTest) -> None:
+    """zoo.trace of the cell, alone, stacked and bidirectional: it does not change the outputs; every layer
+    and direction gives named (batch, time, hidden) tensors whose "h" is what the cell output; a cell's
+    own `internals(x, h0)` (optional) are finite, and those its `gates` names lie in [0, 1]."""
+    from zoo.nn.trace import trace
+
+    for changes in ({}, {"num_layers": 2, "bidirectional": True}):
+        net = cell.build(**changes).eval()
+        x = inputs()
+        with torch.no_grad():
+            out = call_cell(net, x)[0]
+        found = trace(net, x)
+        ensure(torch.equal(found.output[0], out), "tracing changed the cell's outputs")
+        layers, directions = changes.get("num_layers", 1), 2 if changes.get("bidirectional") else 1
+        ensure(len(found.layers) == layers * directions,
+               f"the trace has {len(found.layers)} layers x directions for {layers} x {directions}")
+        for layer in found.layers:
+            for name, value in layer.tensors.items():
+                ensure(isinstance(value, torch.Tensor) and tuple(value.shape) == (BATCH, TIME, HIDDEN),
+                       f"{layer.name}: internal {name!r} must be (batch, time, hidden) = {(BATCH, TIME, HIDDEN)}, "
+                       f"got {tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
+                ensure(bool(torch.isfinite(value).all()), f"{layer.name}: internal {name!r} is not finite")
+            for gate in layer.gates:
+                ensure(gate in layer.tensors, f"{layer.name}: the cell names gate {gate!r} but gives no such internal")
+                value = layer.tensors[gate]
+                ensure(bool(((value >= 0) & (value <= 1)).all()), f"{layer.name}: gate {gate!r} leaves [0, 1]")
+        top = torch.cat([la.tensors["h"] for la in found.layers if la.layer == layers - 1], -1)
+        ensure(close(top, out), "the top layer's traced h (both directions) differs from the cell's outputs: "
+                                "its internals(x, h0) do not step as its forward does")
+
+
 # Every cell check, in the order check_cell runs them. A new check is a @cell_check function above,
 # listed here.
 CELL_CHECKS = [
@@ -484,6 +516,7 @@ CELL_CHECKS = [
     check_cell_export_reloads,
     check_onnx_export,
     check_variable_length,
+    check_internals,
 ]
 
 

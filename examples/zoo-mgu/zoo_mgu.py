@@ -80,6 +80,23 @@ def make_cell(config: MGUConfig, input_size: int):
             out = loop(self.compiled)(gates_x, h, self.weight_f, self.weight_h)
             return out, out[:, -1][None]
 
+        gates = ("f",)  # which of `internals` are gates, in [0, 1]: zoo inspect shows their saturation
+
+        def internals(self, x, h0=None):
+            """The per-step forget gate f, candidate h~ and state h (zoo.trace and zoo inspect show them), stepped
+            as forward steps; zoo.testing.check_internals checks that they agree with its outputs."""
+            h = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0[0]
+            forget_x, candidate_x = torch.nn.functional.linear(x, self.weight_x, self.bias).chunk(2, dim=-1)
+            found = {"f": [], "candidate": [], "h": []}
+            for f_x, c_x in zip(forget_x.unbind(1), candidate_x.unbind(1)):
+                f = torch.sigmoid(torch.addmm(f_x, h, self.weight_f.t()))
+                candidate = torch.tanh(torch.addmm(c_x, f * h, self.weight_h.t()))
+                h = h + f * (candidate - h)
+                found["f"].append(f)
+                found["candidate"].append(candidate)
+                found["h"].append(h)
+            return {name: torch.stack(steps, 1) for name, steps in found.items()}
+
     return MGU()
 
 

@@ -151,8 +151,9 @@ class Seq2SeqNet(nn.Module):
         rows = torch.stack(made, 1).tolist() if made else [[] for _ in range(len(src))]
         return [row[: row.index(EOS)] if EOS in row else row for row in rows]
 
-    def _beam(self, enc: Encoded, max_length: int, width: int) -> list[int]:
-        """Beam search for one sentence; finished hypotheses compete on mean log-probability per token."""
+    def _beam(self, enc: Encoded, max_length: int, width: int, alternatives: list | None = None) -> list[int]:
+        """Beam search for one sentence; finished hypotheses compete on mean log-probability per token
+        (`alternatives`, when given, receives them all, (score, tokens), best first: zoo inspect --beam)."""
         device = enc.mask.device
         tokens, scores = [[]], torch.zeros(1, device=device)
         carry, finished = self.start(enc), []
@@ -177,4 +178,6 @@ class Seq2SeqNet(nn.Module):
             tokens, scores = next_tokens, torch.tensor(next_scores, device=device)
         if not finished:
             finished = [(s / len(t), t) for s, t in zip(scores.tolist(), tokens)]
+        if alternatives is not None:
+            alternatives.extend(sorted(finished, key=lambda pair: -pair[0]))
         return max(finished, key=lambda pair: pair[0])[1]

@@ -175,6 +175,13 @@ def predict(model, data: str | None) -> str:
     return f"{column} 1 to {len(values)} {days_after}: " + ", ".join(f"{v:.2f}" for v in values)
 
 
+def inspect(model, inputs):
+    """zoo inspect: the forecasts against the truth and the baselines over the test days, the residuals."""
+    from ..views import stock
+
+    return stock(model, inputs)
+
+
 def train_defaults(config: StockConfig) -> dict:
     """The course's LSTM of 10, Adam at 0.01 and 500 full-batch steps. Daily returns are mostly noise,
     which 500 steps of a 700-weight network memorize (test RMSE 2.3x persistence's on the course's
@@ -201,6 +208,7 @@ def register_tasks(register):
         format_metrics=report,
         plot=plot,
         predict=predict,
+        inspect=inspect,
         predict_params=(click.Option(["--data"], type=click.Path(dir_okay=False),
                                      help="a price file to forecast from [default: the training file]"),),
     ))

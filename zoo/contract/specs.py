@@ -159,6 +159,10 @@ class Task:
     # (task config) -> Fitted or None: defaults sized to the user's data (a --text file, say), above the
     # task's fixed suggestions and below presets and options; None keeps the fixed ones
     fit_defaults: Callable[[Any], Fitted | None] | None = None
+    # (model, inputs, **options) -> [zoo.InspectExample]: what `zoo inspect` shows; the inputs are strings
+    # as the user gave them (none: a few examples of the task's own); options it takes by keyword
+    # (`feature`, `beam`, `count`, `echo`) (docs/inspect.md)
+    inspect: Callable[..., Any] | None = None
     plugin: str = ""
 
     def __post_init__(self):

@@ -595,6 +595,40 @@ def export_command(source, fmt, out):
     click.echo(f"wrote {export(source, fmt, out)}")
 
 
+@cli.command("inspect")
+@click.argument("weights")
+@click.argument("inputs", nargs=-1)
+@click.option("--out", type=click.Path(dir_okay=False), help="the page to write [default: NAME-inspect.html here]")
+@click.option("--png", type=click.Path(dir_okay=False), help="also draw the main figure (a hidden state) to this PNG")
+@click.option("--feature", "features", multiple=True, metavar="NAME|regex:PATTERN",
+              help="charlm: rank units by correlation with a feature (quotes, brackets, parentheses, "
+                   "bracket-depth, line-position, or regex:PATTERN); repeatable")
+@click.option("--beam", type=click.IntRange(min=2), help="translate: also show the beam's alternatives")
+@click.option("--count", type=click.IntRange(1, 64), help="how many of the task's own examples [default: the task's]")
+@click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="change a task setting, e.g. where the data is: -o root=datasets")
+@click.option("--device", default="cpu", show_default=True)
+def inspect_command(weights, inputs, out, png, features, beam, count, settings, device):
+    """Write one self-contained HTML page of what every cell computed, step by step.
+
+    INPUTS are what `zoo predict` takes for the task (a text or a text file, image files, sentences, a
+    price file); none: a few examples of the task's own. docs/inspect.md describes the views.
+    """
+    from pathlib import Path
+
+    from zoo.front.inspect import inspect
+    from zoo.store.checkpoint import read_card, weights_file
+
+    weights = weights_file(weights)
+    task = registry().get_task(read_card(weights).task)
+    overrides = _task_overrides([], settings, task.config)
+    options = {k: v for k, v in {"feature": list(features), "beam": beam, "count": count}.items() if v}
+    page, size = _plugin_call(task, "the inspection", inspect, weights, inputs, Path(out) if out else None,
+                              Path(png) if png else None, options, overrides, device,
+                              lambda line: click.echo(line, err=True))
+    click.echo(f"wrote {page} ({size / 1e6:.2f} MB){f' and {png}' if png else ''}")
+
+
 @cli.command("info")
 @click.argument("weights")
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")

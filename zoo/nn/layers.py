@@ -183,7 +183,9 @@ def recurrent(make_cell: Callable[[Any, int], nn.Module], config: Any, input_siz
     if native_layers:
         return make_cell(config, input_size)
     if config.num_layers == 1 and not getattr(config, "bidirectional", False):
-        return make_cell(one_layer(config), input_size)
+        cell = make_cell(one_layer(config), input_size)
+        cell.zoo_recurrent = True  # what zoo.trace looks for (zoo/nn/trace.py)
+        return cell
     return Layers(make_cell, config, input_size)
 
 
