@@ -324,3 +324,18 @@ def test_stock_eval_and_predict_match(runner, tmp_path):
     onnx_file = export(runner, weights)
     assert_same_metrics(metrics(runner, weights, "--data", prices), metrics(runner, onnx_file, "--data", prices))
     assert predict(runner, onnx_file, "--data", prices) == predict(runner, weights, "--data", prices)
+
+
+@pytest.mark.parametrize("model, task", [("lstm", "sequences"), ("gru-bi", "sequences"), ("rnn-stacked", "texts")])
+def test_variable_length_tasks_evaluate_and_predict_alike(runner, tmp_path, model, task):
+    """Batches of (x, lengths): the .onnx reads each sequence to its own end, as the network does."""
+    from conftest import write_texts, write_ts
+
+    data = write_ts(tmp_path / "seq.ts") if task == "sequences" else write_texts(tmp_path / "texts.tsv")
+    extra = ("--baseline", "euclidean") if task == "sequences" else ()
+    weights = train(runner, tmp_path, model, task, "--train", data, "-e", "2", *extra)
+    onnx_file = export(runner, weights)
+    assert_same_metrics(metrics(runner, weights, "--train", data, *extra),
+                        metrics(runner, onnx_file, "--train", data, *extra))
+    given = data if task == "sequences" else "a short line of text"
+    assert predict(runner, onnx_file, given) == predict(runner, weights, given)

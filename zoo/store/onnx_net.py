@@ -76,7 +76,11 @@ class OnnxRecurrentNet(nn.Module):
     def zeros(self, batch: int, device) -> list[torch.Tensor]:
         return [torch.zeros(layers, batch, hidden, device=device) for layers, hidden in self.shapes]
 
-    def forward(self, x: torch.Tensor, carry=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, carry=None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(carry, torch.Tensor):  # a split's (x, lengths) inputs, as RecurrentNet takes them
+            carry, lengths = None, carry
+        if lengths is not None:
+            return self.by_length(x, lengths)
         x = x.long() if self.tokens else x.float()
         state = leaves(carry.state) if carry is not None and carry.state is not None else self.zeros(len(x), x.device)
         if self.layout["kind"] == "sequence":
@@ -90,6 +94,26 @@ class OnnxRecurrentNet(nn.Module):
         if carry is not None:
             carry.state = tuple(state) if len(state) > 1 else state[0]
         return logits
+
+    def by_length(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A right-padded batch read as RecurrentNet reads it: each sequence to its own end, never its
+        padding. The graph runs once per distinct length, on those sequences cut to it (exact for every
+        layout, bidirectional too, since no padding is ever fed)."""
+        lengths = lengths.to(x.device).long()
+        if len(lengths) != len(x) or bool(((lengths < 1) | (lengths > x.shape[1])).any()):
+            raise ZooError(f"lengths {lengths.tolist()} do not fit a batch of {tuple(x.shape[:2])}")
+        result = None
+        for n in torch.unique(lengths).tolist():
+            rows = (lengths == n).nonzero().flatten()
+            part = self.forward(x[rows, :n])
+            if result is None:
+                shape = (len(x), *part.shape[1:]) if self.many_to_one else (len(x), x.shape[1], *part.shape[2:])
+                result = part.new_zeros(shape)
+            if self.many_to_one:
+                result[rows] = part
+            else:
+                result[rows, :n] = part
+        return result
 
     def run(self, x: torch.Tensor, state: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.graph({"x": x, **{name: s.float() for name, s in zip(self.names, state)}}, x.device)
