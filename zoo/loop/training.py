@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from zoo.nn.budget import check_training_memory
+from zoo.nn.budget import check_step_memory, check_training_memory
 from zoo.contract.config import to_dict
 from zoo.loop.data import epoch_order
 from zoo.loop.distributed import World, join, leave
@@ -540,6 +540,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
         data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
         torch.manual_seed(p.train_config.seed)
         net = p.model.build(p.model_config, data.problem).to(dev)
+        if not force:  # now with the data's sizes and sequence lengths
+            check_step_memory(net, data, p, dev)
         if init_from is not None:
             _init_weights(net, init_from)
     except KeyboardInterrupt as e:

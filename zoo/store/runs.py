@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.store.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries,
+from zoo.store.files import (FolderLock, made_dirs, read_json, read_jsonl, remove_empty, remove_stale_temporaries,
                              replace_atomically, write_bytes_atomically)
 from zoo.store.plotting import pyplot, save_figure
 from zoo.contract.specs import ZooError
@@ -49,14 +49,9 @@ class Run:
         return (self.dir / CONFIG).is_file() or self.state_path.is_file()
 
     def config(self) -> dict:
-        try:
-            config = json.loads((self.dir / CONFIG).read_text())
-        except FileNotFoundError:
-            raise ZooError(f"{self.dir} is not a zoo run (no {CONFIG})") from None
-        except IsADirectoryError:
-            raise ZooError(f"{self.dir / CONFIG} is a directory, not a run's config") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ZooError(f"{self.dir / CONFIG} is damaged ({type(e).__name__})") from None
+        if not os.path.lexists(self.dir / CONFIG):
+            raise ZooError(f"{self.dir} is not a zoo run (no {CONFIG})")
+        config = read_json(self.dir / CONFIG, "a run's config")  # a FIFO or a huge file: refused, not read
         if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(
                 config.get("task"), str) or not isinstance(config.get("export", EXPORT), str):
             raise ZooError(f"{self.dir / CONFIG} is damaged (not a zoo run's config)")
