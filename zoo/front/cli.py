@@ -145,6 +145,7 @@ def cli():
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
+    rows = [[printable(str(cell), newlines=False) for cell in row] for row in rows]  # names from files and plugins
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -331,7 +332,10 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
     from zoo.loop.training import train as run
 
     # -q keeps one line: where the export went
-    log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
+    def echo(line: str) -> None:  # names, paths and metric strings from plugins and files: escaped
+        click.echo(printable(line))
+
+    log = (lambda line: line.startswith("saved ") and echo(line)) if quiet else echo
     try:
         run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
     except Interrupted as e:
@@ -604,7 +608,7 @@ def info_command(weights, as_json):
     made_by = [f"{r['role']} {r['name']}: {r['distribution']} {r['version']}".rstrip() for r in fields["plugins"]]
     click.echo(printable(f"{'plugins':<13} {'; '.join(made_by)}", newlines=False))
     for missing in missing_plugins(fields):
-        click.echo(f"{'':<13} not installed: {missing}")
+        click.echo(printable(f"{'':<13} not installed: {missing}", newlines=False))
 
 
 @cli.command("new-plugin")

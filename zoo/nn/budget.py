@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from zoo.contract.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError
+from zoo.contract.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError, plugin_failed
 
 FP32 = 4
 # fp32 weights, their gradients and Adam's two moments: the floor of training memory per parameter
@@ -132,6 +132,10 @@ def check_training_memory(plan: Any, device: torch.device) -> None:
                        f"--force builds it anyway") from None
     except (NotImplementedError, RuntimeError):  # a build that needs real numbers: no estimate, as with MPS
         return
+    except ZooError:
+        raise
+    except Exception as e:  # the plugin's build itself fails: said now, naming it
+        raise plugin_failed("model", name, plan.model.plugin, "build()", e) from None
     parameters = [p for p in model.parameters()]
     count = sum(p.numel() for p in parameters)
     # one step of a batch: each weight matrix's outputs, kept for the backward pass, and their gradients
