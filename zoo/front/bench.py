@@ -454,7 +454,8 @@ def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threa
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            handlers[signum] = signal.signal(signum, lambda signum, frame: pool.stop(signum))
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # an inherited ignore stays
+                handlers[signum] = signal.signal(signum, lambda signum, frame: pool.stop(signum))
     try:
         with ThreadPoolExecutor(max_workers=workers) as executor:
             futures = [executor.submit(one, cell) for cell in todo]

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -58,14 +59,17 @@ class ZooGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.ClickException as e:
+            _leaving()
             e.show()
             sys.exit(e.exit_code)
         except click.Abort as e:
             if not isinstance(e.__context__, KeyboardInterrupt):
                 raise
+            _leaving()
             stopped = interrupted_line(e.__context__)
             stopped.show()
             sys.exit(stopped.exit_code)
+        _leaving()
         sys.exit(code if isinstance(code, int) else 0)
 
     loaded_for = None  # the registry whose plugins added their commands (tests swap registries)
@@ -630,8 +634,23 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+_own_process = False  # main() runs zoo as a process of its own (not inside a test's CliRunner)
+
+
+def _leaving() -> None:
+    """zoo is about to exit: a late Ctrl-C (the second of two 10 ms apart, or `timeout -s INT`
+    signalling the whole group) must neither print "Exception ignored in atexit callback" nor turn the
+    exit status into -2."""
+    if _own_process and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops zoo the way Ctrl-C does, at any moment
+    global _own_process
+    _own_process = True
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # an inherited ignore stays
+        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops zoo the way Ctrl-C does, at any moment
     cli(prog_name="zoo")
 
 

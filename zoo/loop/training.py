@@ -241,7 +241,9 @@ def stop_requests():
             raise KeyboardInterrupt
         request.pending, request.signal = True, signum
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a signal the process inherited as ignored (a shell script's background job: SIGINT) stays ignored
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     _stop_request = request
     try:
         yield request
