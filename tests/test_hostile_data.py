@@ -87,8 +87,8 @@ def test_a_fifo_in_a_run_folder_does_not_hang_runs_eval_or_resume(name, exports,
     (run / name).unlink()
     os.mkfifo(run / name)
     outside = snapshot(tmp_path, skip=(run,))
-    results = run_cases([("runs", ["runs"], {}), ("eval", ["eval", run], {}), ("resume", ["resume", run, "--epochs", "3"], {})],
-                        tmp_path)
+    commands = {"runs": ["runs"], "eval": ["eval", run], "resume": ["resume", run, "--epochs", "3"]}
+    results = run_cases([(command, args, {}) for command, args in commands.items()], tmp_path)
     assert results["runs"]["code"] == 0 and "damaged" in results["runs"]["out"], results["runs"]
     for command in ("eval", "resume"):
         if name == "metrics.jsonl" and command == "eval":
