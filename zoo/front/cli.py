@@ -556,10 +556,11 @@ def _plugin_call(task, what: str, function, *args):
     except ZooError:
         raise
     except Exception as e:  # the input reached plugin code that could not take it
+        from zoo.contract.specs import plugin_failed
+
         if os.environ.get("ZOO_DEBUG"):
             raise
-        raise ZooError(f"{task.name} could not handle {what} ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
-                       f"for the traceback") from None
+        raise plugin_failed("task", task.name, task.plugin, what, e) from None
 
 
 @cli.command("predict", cls=TaskCommand)

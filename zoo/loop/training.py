@@ -679,6 +679,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                                  "precision": "bf16 autocast" if dtype else "fp32"})
         if export is not None and world.main:
             with stop_requests() as stop:
+                if run is not None:
+                    run.check_still_here()  # no "saved ..." into a folder that is no longer the run's
                 try:
                     save(net, net.zoo, export)
                 except ZooError as e:

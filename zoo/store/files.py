@@ -230,7 +230,10 @@ class FolderLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:  # a folder turned read-only: the lock goes with the descriptor all the same, and
+                pass  # the error worth saying is the write that failed, not this
             os.close(self._fd)
             self._fd = None
 

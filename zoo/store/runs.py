@@ -16,6 +16,7 @@ one left. Only torch-free code here, so `zoo runs` stays fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -35,6 +36,7 @@ class Run:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self._lock = FolderLock(self.dir, LOCK)
+        self._folder: int | None = None  # the locked folder's inode
         self.made_parents: list[Path] = []
 
     def __repr__(self) -> str:
@@ -72,6 +74,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self._lock.acquire():
             raise self._busy()
+        self._folder = os.stat(self.dir).st_ino  # check_still_here compares against it
         remove_stale_temporaries(self.dir)  # ours alone now: whatever a killed writer left can go
 
     @property
@@ -80,6 +83,13 @@ class Run:
 
     def discard(self) -> None:
         """Remove a run that never saved a state (the caller holds the lock), and its folder if empty."""
+        try:
+            replaced = self._folder is not None and os.stat(self.dir).st_ino != self._folder
+        except OSError:
+            replaced = True
+        if replaced:  # the folder is someone else's now: leave it alone
+            self.unlock()
+            return
         for name in (CONFIG, METRICS):
             (self.dir / name).unlink(missing_ok=True)
         self.unlock()
@@ -114,6 +124,7 @@ class Run:
         replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
 
     def log(self, row: dict) -> None:
+        self.check_still_here()
         with open(self.dir / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -141,11 +152,25 @@ class Run:
             data = serialize_torch(tensors, metadata=metadata)
         else:
             data = serialize_numpy({k: t.numpy() for k, t in tensors.items()}, metadata=metadata)
+        self.check_still_here()
         try:
             write_bytes_atomically(self.state_path, data)
         except OSError as e:
-            raise ZooError(f"could not write {self.state_path} ({e.strerror or e}); the state saved before is "
-                           f"intact: free some space and resume") from None
+            then = "free some space and" if e.errno == errno.ENOSPC else "once the folder can be written,"
+            kept = (f"the state saved before is intact: {then} resume" if self.state_path.is_file() else
+                    f"no state was saved before this one: {then} train again")
+            raise ZooError(f"could not write {self.state_path} ({e.strerror or e}); {kept}") from None
+
+    def check_still_here(self) -> None:
+        """The folder this process locked must still be the run's: one deleted (or replaced by another)
+        mid-run would take the state and the export without its config.json."""
+        try:
+            same = self._folder is None or os.stat(self.dir).st_ino == self._folder
+        except OSError:
+            same = False
+        if not same or (self._folder is not None and not (self.dir / CONFIG).is_file()):
+            raise ZooError(f"{self.dir} was removed or replaced while the run trained (its {CONFIG} is gone): "
+                           f"nothing more is written there; train again")
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
