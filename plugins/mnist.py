@@ -8,6 +8,7 @@ normalized as a whole, so the training loop does no per-image PIL or transform w
 
 import gzip
 import io
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,8 @@ def read_picture(path: str, background: str, box: int):
     import torch
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if not os.path.lexists(path):
+        raise zoo.ZooError(f"{path}: no such file")
     data = zoo.read_bytes(path, "image")  # a regular file of bounded size: a FIFO or /dev/zero is refused
     try:
         picture = Image.open(io.BytesIO(data))

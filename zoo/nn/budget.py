@@ -148,14 +148,16 @@ def check_training_memory(plan: Any, device: torch.device) -> None:
                        f"--force tries anyway")
 
 
-def costliest_batch(split: Any, batch_size: int) -> tuple:
+def costliest_batch(split: Any, batch_size: int, device: torch.device) -> tuple:
     """The (inputs, targets) of the batch a split's examples make at their longest (a split that knows
-    its longest examples says so; others are taken as equally long, their first batch standing for all)."""
-    n = min(len(split), batch_size)
-    longest = getattr(split, "longest", None)
-    index = longest(n) if callable(longest) else torch.arange(n)
-    device = next((t.device for t in vars(split).values() if isinstance(t, torch.Tensor)), None)
-    return split.batch(index.to(device) if device is not None else index)
+    its longest examples says so; others are taken as equally long, their first batch standing for all).
+    The batch is drawn from a copy (`split.to(device)`, on the device it is on already: no data is
+    copied), so that a split with state across batches (Streams' carry) is left as it was."""
+    probe = split.to(device)
+    n = min(len(probe), batch_size)
+    longest = getattr(probe, "longest", None)
+    index = longest(n) if callable(longest) else torch.arange(n, device=device)
+    return probe.batch(index)
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -176,7 +178,7 @@ def check_step_memory(net: torch.nn.Module, data: Any, plan: Any, device: torch.
         return
     batch = min(len(data.train), plan.train_config.batch_size)
     try:
-        inputs, targets = costliest_batch(data.train, batch)
+        inputs, targets = costliest_batch(data.train, batch, device)
     except Exception:  # a split of a plugin's own making that cannot be probed: the first step will tell
         return
     lengths = [t.shape[1] for t in _tensors(inputs) + _tensors(targets) if t.dim() >= 2]
