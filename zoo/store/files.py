@@ -229,13 +229,14 @@ class FolderLock:
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
+        fd, self._fd = self._fd, None  # first: a Ctrl-C landing in here must not make a second release close
+        if fd is not None:  # the descriptor again (EBADF, or worse, someone else's file)
             try:
                 self.path.unlink(missing_ok=True)
             except OSError:  # a folder turned read-only: the lock goes with the descriptor all the same, and
                 pass  # the error worth saying is the write that failed, not this
-            os.close(self._fd)
-            self._fd = None
+            finally:
+                os.close(fd)
 
     def holder(self) -> int | None:
         """The pid written in the lock file, or None."""
