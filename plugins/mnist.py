@@ -7,6 +7,8 @@ normalized as a whole, so the training loop does no per-image PIL or transform w
 """
 
 import gzip
+import io
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import click
 import zoo
 from zoo import DATA_ENV, data_root, made_dirs, remove_empty, replace_atomically
 
+MAX_PIXELS = 25_000_000  # a picture to classify: 5000x5000 is plenty, and 25 MB of gray decoded
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -178,12 +181,16 @@ def read_picture(path: str, background: str, box: int):
     import torch
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if not os.path.lexists(path):
+        raise zoo.ZooError(f"{path}: no such file")
+    data = zoo.read_bytes(path, "image")  # a regular file of bounded size: a FIFO or /dev/zero is refused
     try:
-        picture = Image.open(path)
+        picture = Image.open(io.BytesIO(data))
+        if picture.width * picture.height > MAX_PIXELS:  # decoded, a small file can be gigabytes of pixels
+            raise zoo.ZooError(f"{path} is {picture.width:,}x{picture.height:,} pixels; zoo predict takes pictures "
+                               f"of at most {MAX_PIXELS:,} pixels: scale it down first")
         picture.load()
-    except FileNotFoundError:
-        raise zoo.ZooError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise zoo.ZooError(f"{path} is not an image this program can read ({e})") from None
     if "A" in picture.getbands():  # transparent parts count as paper
         picture = Image.alpha_composite(Image.new("RGBA", picture.size, "white"), picture.convert("RGBA"))
@@ -205,12 +212,37 @@ def read_picture(path: str, background: str, box: int):
     return torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).view(28, 28)
 
 
+def check_meta(meta, classes: int) -> None:
+    """An export's drawing and scaling settings, checked before use: a box that fits the 28x28 canvas, a
+    finite mean and a positive finite std, one class name per output of the network."""
+    import math
+
+    def damaged(why: str):
+        raise zoo.ZooError(f"the model's metadata is damaged: {why}")
+
+    if not isinstance(meta, dict):
+        damaged("meta is not a map")
+    box = meta.get("box", 28)
+    if isinstance(box, bool) or not isinstance(box, int) or not 1 <= box <= 28:
+        damaged(f"meta.box is {box!r}, not a whole number of pixels from 1 to 28")
+    for key in ("mean", "std"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                key == "std" and value <= 0):
+            damaged(f"meta.{key} is {value!r}, not a {'positive ' if key == 'std' else ''}finite number")
+    names = meta.get("classes")
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(names) != classes:
+        damaged(f"meta.classes must be {classes} class names, one per output of the network"
+                + (f"; it has {len(names):,}" if isinstance(names, list) else ""))
+
+
 def predict(model, image: str, background: str, top: int) -> str:
     import torch
 
     from zoo import device_of
 
     meta = model.zoo.meta
+    check_meta(meta, model.zoo.problem.output_size)
     pixels = read_picture(image, background, meta.get("box", 28))
     with torch.no_grad():
         logits = model(Normalize(meta["mean"], meta["std"])(pixels[None].to(device_of(model))))

@@ -29,7 +29,7 @@ _LAZY = {name: module for module, names in {
     # splits the training loop draws batches from, and inference over them
     "zoo.loop.data": "TensorSplit Windows Streams PairSplit batched_outputs device_of encode",
     # files a task reads or writes, and downloads
-    "zoo.store.files": "read_text replace_atomically made_dirs remove_empty",
+    "zoo.store.files": "read_text read_bytes replace_atomically made_dirs remove_empty",
     "zoo.store.download": "fetch DownloadError data_root DATA_ENV",
     # configs, pictures, recurrent states
     "zoo.contract.config": "make_config applicable suggest",

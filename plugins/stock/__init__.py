@@ -85,12 +85,13 @@ def price_file(config: StockConfig) -> Path:
 def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
     import torch
 
-    from .series import Backtest, build, enough_days, first_origin
+    from .series import Backtest, build, check_meta, enough_days, first_origin
 
     path = price_file(config)
     where = config.data if is_url(config.data) else str(path)
     prices = read_prices(path, config)
     if meta is not None:  # an export: its outputs mean what they meant in training
+        check_meta(meta, prices.names)
         for name, value in (("horizon", meta["horizon"]), ("target_mode", meta["mode"])):
             if getattr(config, name) != value:
                 raise zoo.ZooError(f"this model was trained with {name} {value}; it cannot be evaluated with "
@@ -150,7 +151,7 @@ def predict(model, data: str | None) -> str:
 
     from zoo import device_of
 
-    from .series import first_origin, inputs_of, to_price
+    from .series import check_meta, first_origin, inputs_of, to_price
 
     card = model.zoo
     if not data and card.sources.get("data"):
@@ -160,6 +161,7 @@ def predict(model, data: str | None) -> str:
     path = price_file(config)
     prices = read_prices(path, config)
     meta, days = card.meta, len(prices.values)
+    check_meta(meta, prices.names)
     if days <= first_origin(config.window, meta["mode"]):
         raise zoo.ZooError(f"the file has {days} days; the model reads {first_origin(config.window, meta['mode']) + 1}")
     table = torch.tensor(prices.values, dtype=torch.float64)

@@ -72,7 +72,12 @@ def read_prices(path: Path, config, label: str | None = None) -> Prices:
         header = list(COURSE_COLUMNS)
     else:
         raise zoo.ZooError(f"{where} has no header row: add one (Date,Open,...) or a '# Open,High,...' comment line")
-    lower = {name.lower(): i for i, name in enumerate(header)}
+    lower: dict[str, int] = {}
+    for i, name in enumerate(header):  # a column named twice: which one is read would be a guess
+        if name.lower() in lower:
+            raise zoo.ZooError(f"{where} names the column {name!r} twice (columns {lower[name.lower()] + 1} and "
+                               f"{i + 1}): rename one")
+        lower[name.lower()] = i
     wanted = config.columns() + [config.target]
     for name in wanted:
         if name.lower() not in lower:
@@ -97,6 +102,13 @@ def read_prices(path: Path, config, label: str | None = None) -> Prices:
                 dates.append(date.fromisoformat(cells[dated]).isoformat())
             except ValueError:
                 raise zoo.ZooError(f"{where} line {n}: Date {cells[dated]!r} is not a YYYY-MM-DD date") from None
+    if dates:
+        seen: dict[str, int] = {}
+        for (n, _), day in zip(rows, dates):  # two rows of one day: a file joined twice, or a shifted series
+            if day in seen:
+                raise zoo.ZooError(f"{where} line {n}: the date {day} is on line {seen[day]} already; each day must "
+                                   f"be one row")
+            seen[day] = n
     if dated is not None and config.order == "auto":
         order = sorted(range(len(values)), key=dates.__getitem__)
         values, dates = [values[i] for i in order], [dates[i] for i in order]
@@ -107,6 +119,10 @@ def read_prices(path: Path, config, label: str | None = None) -> Prices:
 
 
 def is_number(cell: str) -> bool:
+    """A decimal number as a CSV writes one: Python's digit separators (`8_31`, which float() reads as
+    831) are not, nor are words float() takes (`infinity`) other than the empty-cell markers."""
+    if "_" in cell:
+        return False
     try:
         float(cell)
     except ValueError:

@@ -18,6 +18,7 @@ Every scaling is fitted on the training days only and travels in the export's me
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,47 @@ import zoo
 from zoo import Windows
 
 MODES = ("return", "change", "level")
+
+
+MAX_HORIZON = 10_000  # trading days: forty years ahead
+
+
+def check_meta(meta, names: list[str]) -> None:
+    """An export's scaling checked before any number is computed from it: one line for a vector that is
+    short, long, not finite, or a spread that is not positive (a hand-edited or foreign export)."""
+    def damaged(why: str):
+        raise zoo.ZooError(f"the model's stock metadata is damaged: {why}")
+
+    def numbers(key: str, length: int, positive: bool = False) -> None:
+        value = meta.get(key)
+        if not isinstance(value, list) or len(value) != length:
+            damaged(f"meta.{key} must be a list of {length} numbers"
+                    + (f", it has {len(value):,}" if isinstance(value, list) else ""))
+        for x in value:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or (positive and x <= 0):
+                damaged(f"meta.{key} holds {x!r}, not a {'positive ' if positive else ''}finite number")
+
+    if not isinstance(meta, dict):
+        damaged("meta is not a map")
+    mode, horizon, columns = meta.get("mode"), meta.get("horizon"), meta.get("columns")
+    if mode not in MODES:
+        damaged(f"meta.mode is {mode!r}, not one of {', '.join(MODES)}")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON:
+        damaged(f"meta.horizon is {horizon!r}, not a whole number of days from 1 to {MAX_HORIZON:,}")
+    if not isinstance(columns, list) or len(columns) != len(names) or not all(isinstance(c, str) for c in columns):
+        damaged(f"meta.columns must name the {len(names)} columns the model reads ({', '.join(names)})")
+    if mode == "return":
+        numbers("mean", len(names) - 1)
+        numbers("std", len(names) - 1, positive=True)
+        numbers("scale", horizon, positive=True)
+        logs = meta.get("log")
+        if not isinstance(logs, list) or len(logs) != len(names) - 1 or not all(isinstance(x, bool) for x in logs):
+            damaged(f"meta.log must be {len(names) - 1} true/false values")
+    else:
+        numbers("min", len(names))
+        numbers("max", len(names))
+        if any(high <= low for low, high in zip(meta["min"], meta["max"])):
+            damaged("meta.max must be above meta.min in every column")
 
 
 def first_origin(window: int, mode: str) -> int:

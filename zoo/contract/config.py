@@ -36,6 +36,19 @@ def type_name(type_: Any) -> str:
     return names.get(type_, getattr(type_, "__name__", str(type_)))
 
 
+MAX_INT = 2**31 - 1  # no count zoo takes (epochs, sizes, lengths) is near; torch's sizes overflow past 2**63
+WIDE = {"seed"}  # takes torch's whole range, [-2**63, 2**64), which TrainConfig checks
+
+
+def _bounded(name: str, type_: Any, value: Any) -> Any:
+    """An integer typed on the command line within +-MAX_INT, or one line: `-o hidden_size=9223372036854775808`
+    never reaches torch (a file's sizes are checked against its tensors instead: zoo.store.checkpoint)."""
+    if (type_ is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT
+            and name not in WIDE):
+        raise ZooError(f"{name} must be an integer between {-MAX_INT:,} and {MAX_INT:,}, got {value:,}")
+    return value
+
+
 def convert(name: str, type_: Any, value: Any) -> Any:
     """Turn a command-line string (or a JSON value) into the field's type, or say why not in one line."""
     if get_origin(type_) is Literal:
@@ -50,7 +63,7 @@ def convert(name: str, type_: Any, value: Any) -> Any:
                 if text in TRUE or text in FALSE:
                     return text in TRUE
                 raise ValueError
-            return type_(text)
+            return _bounded(name, type_, type_(text))
         except ValueError:
             raise ZooError(f"{name} must be {type_name(type_)}, got {value!r}") from None
     ok = isinstance(value, type_) and not (type_ is int and isinstance(value, bool))

@@ -21,8 +21,9 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ import pluggy
 from zoo import hookspecs
 from zoo.contract.config import suggest
 from zoo.contract.specs import Model, Task, ZooError
+from zoo.store.display import printable
 
 ENTRY_POINT_GROUP = "zoo"
 LOAD_ENV = "ZOO_LOAD_PLUGINS"
@@ -57,21 +59,31 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+SLOW_PLUGIN_SECONDS = 2.0  # a plugin's import or hook running longer is named on stderr while it runs
+
+
+def _say_slow(doing: str, started: float) -> None:
+    print(f"zoo: {printable(doing, newlines=False)} has taken {time.monotonic() - started:.0f} s so far "
+          f"({LOAD_ENV} chooses which plugins load)", file=sys.stderr, flush=True)
+
+
 @contextmanager
-def plugin_code():
+def plugin_code(doing: str | None = None):
     """Run plugin code so that nothing it raises ends zoo, except a real Ctrl-C or SIGTERM.
 
     sys.exit(), SystemExit and a KeyboardInterrupt the plugin raises itself come out as
     `PluginFailure`; a signal that arrives meanwhile is told apart by a handler that notes it and
     then does what the handler before it did (zoo's command line turns SIGTERM into `Terminated`).
+    What the plugin prints goes to stderr: stdout is the command's own (`zoo list --json | jq`).
+    When it runs past SLOW_PLUGIN_SECONDS, `doing` ("plugin 'x' (dist 1.0) loading") is said on stderr.
     """
     real: list[int] = []
     replaced = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(signum)
-            if signum == signal.SIGTERM and not callable(previous):
-                continue  # the default kills the process: nothing to tell apart
+            if (signum == signal.SIGTERM and not callable(previous)) or previous is signal.SIG_IGN:
+                continue  # the default kills the process, an inherited ignore stays: nothing to tell apart
 
             def on_signal(number, frame, previous=previous):
                 real.append(number)
@@ -81,8 +93,13 @@ def plugin_code():
 
             replaced[signum] = previous
             signal.signal(signum, on_signal)
+    timer = threading.Timer(SLOW_PLUGIN_SECONDS, _say_slow, (doing, time.monotonic())) if doing else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
-        yield
+        with redirect_stdout(sys.stderr):
+            yield
     except KeyboardInterrupt as e:
         if real or not replaced:  # the user's signal (or no way to tell it apart): honour it
             raise
@@ -90,6 +107,8 @@ def plugin_code():
     except (Exception, SystemExit, GeneratorExit) as e:
         raise PluginFailure(e) from e
     finally:
+        if timer is not None:
+            timer.cancel()
         for signum, previous in replaced.items():
             signal.signal(signum, previous)
 
@@ -196,7 +215,7 @@ class Registry:
 
     def _warn(self, message: str, error: BaseException | None = None) -> None:
         self.warnings.append(message)
-        print(f"zoo: warning: {message}", file=sys.stderr)
+        print(f"zoo: warning: {printable(message, newlines=False)}", file=sys.stderr)
         if error is not None and os.environ.get(DEBUG_ENV):
             traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
 
@@ -224,8 +243,8 @@ class Registry:
                            f"({self.plugins[ep.name].provider})")
                 continue
             try:
-                with plugin_code():  # a broken plugin must not take zoo down with it
-                    module = ep.load()
+                with plugin_code(f"loading plugin {ep.name!r} ({dist} {version})"):  # a broken plugin must not
+                    module = ep.load()  # take zoo down with it
             except PluginFailure as e:
                 self.plugins[ep.name] = plugin
                 plugin.loaded = False
@@ -259,7 +278,8 @@ class Registry:
             plugin = self.plugins[impl.plugin_name]
             kwargs = kwargs_for(plugin)
             try:
-                with plugin_code():  # a broken plugin must not take the others down
+                with plugin_code(f"{hook} of plugin {plugin.name!r} ({plugin.provider})"):  # a broken plugin
+                    # must not take the others down
                     impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except PluginFailure as e:
                 self._problem(plugin, f"failed in {hook}: {e}", e.error)

@@ -5,6 +5,7 @@ Nothing here imports torch, so listing what is registered stays fast.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
 
@@ -238,3 +239,16 @@ class Card:
     # the files the task read in training (task config fields marked path=True), as recorded: shown,
     # never followed; `task_config` has them at their defaults unless the user gives them again
     sources: dict = field(default_factory=dict)
+
+
+def plugin_failed(kind: str, name: str, plugin: str, what: str, error: BaseException) -> ZooError:
+    """One line for an exception out of a plugin's code during a run: which plugin, in what, what it raised
+    (ZOO_DEBUG=1 keeps the traceback instead)."""
+    if os.environ.get("ZOO_DEBUG"):
+        raise error
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # torch's internal-assert text ends "please report a bug to PyTorch": here the input was at fault, not torch
+    said = next((line for line in lines if "report a bug to PyTorch" not in line), "")
+    said = said if len(said) <= 300 else said[:300] + "..."
+    return ZooError(f"{kind} {name!r} ({plugin or 'unregistered'}) failed in {what}: {type(error).__name__}"
+                    f"{': ' + said if said else ''}; set ZOO_DEBUG=1 for the traceback")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from zoo.contract.config import field_types, suggest
-from zoo.store.files import FolderLock, read_jsonl, replace_atomically
+from zoo.store.files import FolderLock, read_bytes, read_json, read_jsonl, replace_atomically
 from zoo.contract.registry import matching, registry
 from zoo.store.plotting import pyplot, save_figure
 from zoo.store.runs import Run
@@ -183,12 +183,9 @@ class Results:
         return self.dir / RESULTS
 
     def recipe(self) -> dict | None:
-        try:
-            data = json.loads((self.dir / RECIPE).read_text())
-        except FileNotFoundError:
+        data = read_json(self.dir / RECIPE, "a bench recipe", missing_ok=True)  # a FIFO: refused, not waited on
+        if data is None:
             return None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ZooError(f"{self.dir / RECIPE} is damaged ({type(e).__name__})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("recipe"), dict):
             raise ZooError(f"{self.dir / RECIPE} is not a zoo bench recipe")
         return data["recipe"]
@@ -220,10 +217,9 @@ class Results:
 
     def _drop_torn_line(self) -> None:
         """A bench killed while appending leaves part of a line: cut it, or the next row would join it."""
-        try:
-            data = self.file.read_bytes()
-        except FileNotFoundError:
+        if not os.path.lexists(self.file):
             return
+        data = read_bytes(self.file, "a results file")
         if data and not data.endswith(b"\n"):
             kept = data[: data.rfind(b"\n") + 1]
             replace_atomically(self.file, lambda tmp: Path(tmp).write_bytes(kept))
@@ -288,9 +284,11 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
     samples = sum(r["samples_per_s"] * r["seconds"] for r in history)
     metrics = {k: v for k, v in card["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     params = sum(math.prod(entry["shape"]) for entry in tensors.values())
+    headline = card["metrics"].get(metric)  # text in place of a number is kept, and the summary says so
     return {"model": cell.model, "task": cell.task, "seed": cell.seed, "metric": metric,
             "minimize": bool(config["minimize"]),
-            "value": metrics.get(metric), "split": card["metrics"].get("split"), "metrics": metrics,
+            "value": metrics.get(metric, headline if isinstance(headline, str) else None),
+            "split": card["metrics"].get("split"), "metrics": metrics,
             "parameters": params, "epochs": len(history), "train_seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3), "samples_per_s": round(samples / seconds, 1) if seconds else None,
             "peak_mib": round(peak_kib / 1024, 1), "threads": threads, "resumed": resumed,
@@ -456,7 +454,8 @@ def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threa
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            handlers[signum] = signal.signal(signum, lambda signum, frame: pool.stop(signum))
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # an inherited ignore stays
+                handlers[signum] = signal.signal(signum, lambda signum, frame: pool.stop(signum))
     try:
         with ThreadPoolExecutor(max_workers=workers) as executor:
             futures = [executor.submit(one, cell) for cell in todo]
@@ -482,17 +481,21 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault((row["task"], row["model"]), []).append(row)
     entries = []
     for (task, model), group in sorted(groups.items()):
-        values = [r["value"] for r in group if isinstance(r["value"], (int, float))]
+        numbers = [r.get("value") for r in group if is_number(r.get("value"))]
+        values = [v for v in numbers if math.isfinite(v)]  # a NaN or inf seed is counted, not averaged
+        left_out = {"not finite": len(numbers) - len(values), "missing": sum(r.get("value") is None for r in group),
+                    "not a number": sum(r.get("value") is not None and not is_number(r.get("value")) for r in group)}
 
         def mean(key):
-            known = [r[key] for r in group if r.get(key) is not None]
+            known = [r[key] for r in group if is_number(r.get(key)) and math.isfinite(r[key])]
             return statistics.fmean(known) if known else None
 
         entries.append({"task": task, "model": model, "metric": group[0]["metric"], "minimize": group[0]["minimize"],
                         "seeds": len(group), "mean": statistics.fmean(values) if values else None,
                         "std": statistics.stdev(values) if len(values) > 1 else None,
                         "parameters": group[0]["parameters"], "train_seconds": mean("train_seconds"),
-                        "samples_per_s": mean("samples_per_s"), "peak_mib": mean("peak_mib")})
+                        "samples_per_s": mean("samples_per_s"), "peak_mib": mean("peak_mib"),
+                        "left_out": {why: n for why, n in left_out.items() if n}})
     for task in {e["task"] for e in entries}:
         scored = [e for e in entries if e["task"] == task and e["mean"] is not None]
         if scored:  # compared as shown (4 decimals): models that tie on the page are all bold
@@ -500,6 +503,10 @@ def summarize(rows: list[dict]) -> list[dict]:
             for e in scored:
                 e["best"] = round(e["mean"], 4) == best
     return entries
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -512,6 +519,9 @@ def markdown(rows: list[dict]) -> str:
         spread = f" ± {e['std']:.4f}" if e["std"] is not None else ""
         score = "" if e["mean"] is None else f"{e['mean']:.4f}{spread}"
         score = f"**{score}**" if e.get("best") else score
+        if e["left_out"]:  # a seed whose metric is NaN, inf, missing or text: said, not an empty cell
+            score = (score + " " if score else "") + "(" + ", ".join(
+                f"{n} of {e['seeds']} seeds {why}" for why, n in e["left_out"].items()) + ")"
         arrow = "↓" if e["minimize"] else "↑"
         lines.append(f"| {e['task']} | {e['metric']} {arrow} | {e['model']} | {score} | {e['seeds']} | "
                      f"{e['parameters']:,} | {number(e['train_seconds'], 2)} | {number(e['samples_per_s'], 0)} | "

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -58,14 +59,17 @@ class ZooGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.ClickException as e:
+            _leaving()
             e.show()
             sys.exit(e.exit_code)
         except click.Abort as e:
             if not isinstance(e.__context__, KeyboardInterrupt):
                 raise
+            _leaving()
             stopped = interrupted_line(e.__context__)
             stopped.show()
             sys.exit(stopped.exit_code)
+        _leaving()
         sys.exit(code if isinstance(code, int) else 0)
 
     loaded_for = None  # the registry whose plugins added their commands (tests swap registries)
@@ -145,6 +149,7 @@ def cli():
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
+    rows = [[printable(str(cell), newlines=False) for cell in row] for row in rows]  # names from files and plugins
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -331,7 +336,10 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
     from zoo.loop.training import train as run
 
     # -q keeps one line: where the export went
-    log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
+    def echo(line: str) -> None:  # names, paths and metric strings from plugins and files: escaped
+        click.echo(printable(line))
+
+    log = (lambda line: line.startswith("saved ") and echo(line)) if quiet else echo
     try:
         run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
     except Interrupted as e:
@@ -548,10 +556,11 @@ def _plugin_call(task, what: str, function, *args):
     except ZooError:
         raise
     except Exception as e:  # the input reached plugin code that could not take it
+        from zoo.contract.specs import plugin_failed
+
         if os.environ.get("ZOO_DEBUG"):
             raise
-        raise ZooError(f"{task.name} could not handle {what} ({type(e).__name__}: {e}); set ZOO_DEBUG=1 "
-                       f"for the traceback") from None
+        raise plugin_failed("task", task.name, task.plugin, what, e) from None
 
 
 @cli.command("predict", cls=TaskCommand)
@@ -650,7 +659,7 @@ def info_command(weights, as_json):
     made_by = [f"{r['role']} {r['name']}: {r['distribution']} {r['version']}".rstrip() for r in fields["plugins"]]
     click.echo(printable(f"{'plugins':<13} {'; '.join(made_by)}", newlines=False))
     for missing in missing_plugins(fields):
-        click.echo(f"{'':<13} not installed: {missing}")
+        click.echo(printable(f"{'':<13} not installed: {missing}", newlines=False))
 
 
 @cli.command("new-plugin")
@@ -672,8 +681,23 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+_own_process = False  # main() runs zoo as a process of its own (not inside a test's CliRunner)
+
+
+def _leaving() -> None:
+    """zoo is about to exit: a late Ctrl-C (the second of two 10 ms apart, or `timeout -s INT`
+    signalling the whole group) must neither print "Exception ignored in atexit callback" nor turn the
+    exit status into -2."""
+    if _own_process and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops zoo the way Ctrl-C does, at any moment
+    global _own_process
+    _own_process = True
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # an inherited ignore stays
+        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops zoo the way Ctrl-C does, at any moment
     cli(prog_name="zoo")
 
 

@@ -134,16 +134,25 @@ def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
     """Character ids of `text`; characters outside the vocabulary are a user error, named in one line."""
     from zoo.contract.specs import ZooError
 
-    index = {ch: i for i, ch in enumerate(vocab)}
-    if len(index) != len(vocab) or not all(isinstance(ch, str) and len(ch) == 1 for ch in vocab):
-        wrong = next((ch for i, ch in enumerate(vocab) if not isinstance(ch, str) or len(ch) != 1 or ch in vocab[:i]))
-        raise ZooError(f"the model's vocabulary is damaged: {wrong!r} is " + (
-            "in it twice" if isinstance(wrong, str) and len(wrong) == 1 else "not a single character"))
+    index: dict[str, int] = {}
+    for i, ch in enumerate(vocab):  # one pass: a vocabulary of 10^6 entries costs no more than its length
+        if not isinstance(ch, str) or len(ch) != 1:
+            raise ZooError(f"the model's vocabulary is damaged: {_shown(ch)} is not a single character")
+        if ch in index:
+            raise ZooError(f"the model's vocabulary is damaged: {ch!r} is in it twice")
+        index[ch] = i
     unknown = sorted({ch for ch in text if ch not in index})
     if unknown:
-        raise ZooError(f"{what} has characters the model never saw: {''.join(unknown)!r} "
-                       f"(its vocabulary: {''.join(vocab)!r})")
+        shown = "".join(vocab)
+        raise ZooError(f"{what} has characters the model never saw: {_shown(''.join(unknown))} "
+                       f"(its vocabulary: {_shown(shown)})")
     return [index[ch] for ch in text]
+
+
+def _shown(value, limit: int = 200) -> str:
+    """`repr(value)`, cut to about `limit` characters: a line must stay a line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class PairSplit:
@@ -167,6 +176,10 @@ class PairSplit:
         source_length, target_length = self.src_len[index], self.tgt_len[index]
         s, t = int(source_length.max()), int(target_length.max())
         return (self.src[index, :s], source_length, self.tgt_in[index, :t]), self.tgt_out[index, :t]
+
+    def longest(self, n: int) -> torch.Tensor:
+        """The indices of the `n` longest pairs: the batch that costs the most memory (zoo.nn.budget)."""
+        return (self.src_len + self.tgt_len).argsort(descending=True)[:n]
 
     def to(self, device) -> "PairSplit":
         moved = copy.copy(self)

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from zoo.nn.budget import check_training_memory
+from zoo.nn.budget import check_step_memory, check_training_memory
 from zoo.contract.config import to_dict
 from zoo.loop.data import epoch_order
 from zoo.loop.distributed import World, join, leave
 from zoo.loop.plan import plan
 from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
-from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError, plugin_failed
 from zoo.loop.threads import Threads
 from zoo.loop.threads import prepare as prepare_threads
 
@@ -74,9 +74,56 @@ def loss_function(problem: Problem) -> Callable:
     return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
 
+def _model_of(name: str):
+    from zoo.contract.registry import registry
+
+    return registry().models.get(name)
+
+
+def _model_failed(identity: dict | None, what: str, error: BaseException) -> ZooError:
+    name = (identity or {}).get("model", "?")
+    spec = _model_of(name)
+    return plugin_failed("model", name, spec.plugin if spec is not None else "", what, error)
+
+
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def metrics_problem(value: Any, where: str = "") -> str:
+    """What in a task's metrics cannot go into an export's JSON (a set, a tensor, a datetime), or ''."""
+    if isinstance(value, JSON_SCALARS):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return next((p for i, v in enumerate(value) if (p := metrics_problem(v, f"{where}[{i}]"))), "")
+    if isinstance(value, Mapping):
+        for key, v in value.items():
+            if not isinstance(key, str):
+                return f"{where or 'the metrics'} has the key {key!r} ({type(key).__name__}), not a string"
+            problem = metrics_problem(v, f"{where}.{key}" if where else key)
+            if problem:
+                return problem
+        return ""
+    return f"{where or 'the metrics'} is a {type(value).__module__}.{type(value).__name__}" .replace(
+        "builtins.", "") + " (metrics are numbers, strings, lists and maps)"
+
+
 def evaluate(task: Task, model: torch.nn.Module, data: TaskData, split: str) -> dict:
-    with torch.no_grad():
-        return dict(task.evaluate(model, data, split))
+    """The task's metrics on `split`, checked as they are returned: a plugin's mistake is one line naming it."""
+    try:
+        with torch.no_grad():
+            metrics = task.evaluate(model, data, split)
+    except (ZooError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise plugin_failed("task", task.name, task.plugin, "evaluate()", e) from None
+    if not isinstance(metrics, Mapping):
+        raise ZooError(f"task {task.name!r} ({task.plugin or 'unregistered'}) returned {type(metrics).__name__} "
+                       f"from evaluate(), not a map of metrics")
+    problem = metrics_problem(dict(metrics))
+    if problem:
+        raise ZooError(f"task {task.name!r} ({task.plugin or 'unregistered'}) returned metrics that cannot be "
+                       f"saved: {problem}")
+    return dict(metrics)
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -194,7 +241,9 @@ def stop_requests():
             raise KeyboardInterrupt
         request.pending, request.signal = True, signum
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a signal the process inherited as ignored (a shell script's background job: SIGINT) stays ignored
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     _stop_request = request
     try:
         yield request
@@ -329,10 +378,20 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 if threads is not None:
                     threads.adjust()
                 part = world.shard(index)
-                inputs, targets = train.batch(part)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    outputs = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
-                    loss = loss_of(outputs, targets)
+                try:
+                    inputs, targets = train.batch(part)
+                except (ZooError, KeyboardInterrupt):
+                    raise
+                except Exception as e:
+                    raise plugin_failed("task", task.name, task.plugin, "its data's batch()", e) from None
+                try:
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        outputs = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
+                        loss = loss_of(outputs, targets)
+                except (ZooError, KeyboardInterrupt):
+                    raise
+                except Exception as e:  # the network's forward pass, or outputs the loss cannot take
+                    raise _model_failed(identity, "its forward pass (or its outputs do not fit the loss)", e) from None
                 # DDP averages gradients over processes: weigh each by its share of the global batch
                 weight = len(part) * world.size / len(index)
                 optimizer.zero_grad(set_to_none=True)
@@ -358,7 +417,12 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
             last = epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
-                row[monitor] = evaluate(task, model, data, monitor)
+                try:
+                    row[monitor] = evaluate(task, model, data, monitor)
+                except ZooError as e:  # a plugin's mistake: the epochs saved before stay resumable
+                    kept = f"; the trained state after epoch {epoch - 1} is kept: zoo resume {run.dir} continues " \
+                           f"once the plugin is fixed" if run and epoch > 1 else ""
+                    raise ZooError(f"{e}{kept}") from None
                 score = row[monitor].get(task.metric)
                 if isinstance(score, (int, float)):
                     if at.best is None or (score < at.best if task.minimize else score > at.best):
@@ -537,9 +601,21 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 _check_out(export, run, p.task_config)
             check_writable(export or (run.dir if run else Path(RUNS_ROOT) / f"{model}-{task}") / EXPORT)
         threads = policy.start()
-        data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
+        try:
+            data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
+        except (ZooError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            raise plugin_failed("task", p.task.name, p.task.plugin, "its data()", e) from None
         torch.manual_seed(p.train_config.seed)
-        net = p.model.build(p.model_config, data.problem).to(dev)
+        try:
+            net = p.model.build(p.model_config, data.problem).to(dev)
+        except (ZooError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            raise plugin_failed("model", p.model.name, p.model.plugin, "build()", e) from None
+        if not force:  # now with the data's sizes and sequence lengths
+            check_step_memory(net, data, p, dev)
         if init_from is not None:
             _init_weights(net, init_from)
     except KeyboardInterrupt as e:
@@ -587,7 +663,13 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
         fresh_run = False  # from here on the run folder holds a state worth keeping
         split = data.report_split
-        metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
+        try:
+            metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
+        except ZooError as e:
+            if run is None or isinstance(e, Interrupted):
+                raise
+            raise ZooError(f"{e}; the trained state is kept: zoo resume {run.dir} writes the export once the "
+                           f"plugin is fixed") from None
         say(f"final ({split} split): {format_metrics(metrics)}")
         net.eval()
         net.zoo = Card(model=p.model.name, task=p.task.name, model_config=p.model_config, task_config=p.task_config,
@@ -597,6 +679,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                                  "precision": "bf16 autocast" if dtype else "fp32"})
         if export is not None and world.main:
             with stop_requests() as stop:
+                if run is not None:
+                    run.check_still_here()  # no "saved ..." into a folder that is no longer the run's
                 try:
                     save(net, net.zoo, export)
                 except ZooError as e:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from zoo.contract.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError
+from zoo.contract.specs import SEQ2SEQ, SPECIAL_TOKENS, Problem, ZooError, plugin_failed
 
 FP32 = 4
 # fp32 weights, their gradients and Adam's two moments: the floor of training memory per parameter
@@ -132,6 +132,10 @@ def check_training_memory(plan: Any, device: torch.device) -> None:
                        f"--force builds it anyway") from None
     except (NotImplementedError, RuntimeError):  # a build that needs real numbers: no estimate, as with MPS
         return
+    except ZooError:
+        raise
+    except Exception as e:  # the plugin's build itself fails: said now, naming it
+        raise plugin_failed("model", name, plan.model.plugin, "build()", e) from None
     parameters = [p for p in model.parameters()]
     count = sum(p.numel() for p in parameters)
     # one step of a batch: each weight matrix's outputs, kept for the backward pass, and their gradients
@@ -142,3 +146,56 @@ def check_training_memory(plan: Any, device: torch.device) -> None:
                        f"weights, gradients and Adam's moments, and one step of a batch of "
                        f"{plan.train_config.batch_size:,}), and {gib(available)} is available on {device}; "
                        f"--force tries anyway")
+
+
+def costliest_batch(split: Any, batch_size: int, device: torch.device) -> tuple:
+    """The (inputs, targets) of the batch a split's examples make at their longest (a split that knows
+    its longest examples says so; others are taken as equally long, their first batch standing for all).
+    The batch is drawn from a copy (`split.to(device)`, on the device it is on already: no data is
+    copied), so that a split with state across batches (Streams' carry) is left as it was."""
+    probe = split.to(device)
+    n = min(len(probe), batch_size)
+    longest = getattr(probe, "longest", None)
+    index = longest(n) if callable(longest) else torch.arange(n, device=device)
+    return probe.batch(index)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def check_step_memory(net: torch.nn.Module, data: Any, plan: Any, device: torch.device) -> None:
+    """Refuse, once the data is read and before the first step, a run whose longest batch cannot fit:
+    what `check_training_memory` counts, now with the real sizes (vocabulary, classes) and the
+    sequence length. A step keeps, for each time step, every weight matrix's outputs and their
+    gradients; seq2seq attention adds a target-by-source score matrix per example."""
+    available = available_bytes(device)
+    if available is None or len(data.train) == 0:
+        return
+    batch = min(len(data.train), plan.train_config.batch_size)
+    try:
+        inputs, targets = costliest_batch(data.train, batch, device)
+    except Exception:  # a split of a plugin's own making that cannot be probed: the first step will tell
+        return
+    lengths = [t.shape[1] for t in _tensors(inputs) + _tensors(targets) if t.dim() >= 2]
+    steps = max(lengths, default=1)
+    rows = 0
+    for module in net.modules():
+        if isinstance(module, torch.nn.Embedding):
+            rows += module.embedding_dim
+        else:
+            rows += sum(p.shape[0] for p in module.parameters(recurse=False) if p.dim() >= 2)
+    count = sum(p.numel() for p in net.parameters())
+    activations = batch * steps * rows * 2 * FP32
+    attention = batch * math.prod(sorted(lengths)[-2:]) * 3 * FP32 if plan.task.shape == SEQ2SEQ and len(
+        lengths) > 1 else 0
+    needed = count * TRAINING_BYTES_PER_PARAMETER + activations + attention
+    if needed > available:
+        raise ZooError(f"{plan.model.name} on {plan.task.name} needs at least {gib(needed)} to train and "
+                       f"{gib(available)} is available on {device}: its longest batch of {batch:,} has {steps:,} "
+                       f"time steps ({count:,} parameters); shorten the sequences (a max length) or the batch "
+                       f"size, or --force tries anyway")

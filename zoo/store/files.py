@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -76,21 +77,88 @@ def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path
     return removed
 
 
-def read_text(path: str | Path, what: str, label: str | None = None) -> str:
-    """A UTF-8 text file (a leading byte-order mark dropped), or one line saying what is wrong with it.
+READ_ENV = "ZOO_MAX_READ_MB"  # the largest file zoo reads whole, in MB
+DEFAULT_MAX_READ_MB = 64  # a text or price file this big is already hours of training; a run's logs are far smaller
 
-    `what` names the file's role ("text file", "price file"); `label` names it (default: its path)."""
-    where = label or str(path)
+
+def max_read_bytes() -> int:
+    """The size bound on any file zoo reads whole: $ZOO_MAX_READ_MB megabytes, else 64."""
+    value = os.environ.get(READ_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_READ_MB * 2**20
     try:
-        raw = Path(path).read_bytes()
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not (0 < megabytes <= 2**20):
+        raise ZooError(f"${READ_ENV} must be a size in MB between 0 and 1048576, got {value!r}")
+    return int(megabytes * 2**20)
+
+
+def read_bytes(path: str | Path, what: str, label: str | None = None, limit: int | None = None) -> bytes:
+    """The bytes of a regular file no bigger than `limit` (default: $ZOO_MAX_READ_MB), or one line saying
+    why not: a FIFO, a device (/dev/zero, /dev/stdin on a pipe) or a folder is refused before anything is
+    read, so no file can make zoo wait or read forever."""
+    where = label or str(path)
+    limit = max_read_bytes() if limit is None else limit
+    try:  # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ZooError(f"{what} {where} not found") from None
     except OSError as e:
         raise ZooError(f"cannot read {what} {where}: {e.strerror or e}") from None
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a pipe (FIFO)" if stat.S_ISFIFO(info.st_mode)
+                    else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                    "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+            raise ZooError(f"{what} {where} is {kind}: zoo reads only regular files (save the data to a file first)")
+        if info.st_size > limit:
+            raise ZooError(f"{what} {where} is {info.st_size / 2**20:,.1f} MB, over zoo's bound of "
+                           f"{limit / 2**20:,.0f} MB for a file it reads whole (${READ_ENV} raises it)")
+        chunks, size = [], 0
+        while size <= limit:  # a file that grows while read is cut at the bound all the same
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ZooError(f"cannot read {what} {where}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ZooError(f"{what} {where} grew over zoo's bound of {limit / 2**20:,.0f} MB while it was read "
+                       f"(${READ_ENV} raises it)")
+    return b"".join(chunks)
+
+
+def read_text(path: str | Path, what: str, label: str | None = None, limit: int | None = None) -> str:
+    """A UTF-8 text file (a leading byte-order mark dropped), or one line saying what is wrong with it.
+
+    `what` names the file's role ("text file", "price file"); `label` names it (default: its path).
+    Only a regular file no bigger than `limit` (default: $ZOO_MAX_READ_MB, 64 MB) is read."""
+    where = label or str(path)
+    raw = read_bytes(path, what, label, limit)
+    try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ZooError(f"{where} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+def read_json(path: str | Path, what: str, missing_ok: bool = False):
+    """The JSON document in a regular file (bounded like `read_bytes`); damage is one line. None when
+    the file is missing and `missing_ok`."""
+    import json
+
+    if missing_ok and not os.path.lexists(path):
+        return None
+    text = read_bytes(path, what).decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ZooError(f"{what} {path} is damaged (not JSON)") from None
 
 
 def read_jsonl(path: Path, valid: Callable[[dict], bool], what: str) -> list[dict]:
@@ -98,12 +166,10 @@ def read_jsonl(path: Path, valid: Callable[[dict], bool], what: str) -> list[dic
     left out (the writer's saved state does not count it either); damage elsewhere is one line."""
     import json
 
-    try:
-        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return []
-    except OSError as e:
-        raise ZooError(f"cannot read {path}: {e.strerror or e}") from None
+    text = read_bytes(path, "log").decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, 1):
         try:
@@ -163,10 +229,14 @@ class FolderLock:
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None  # first: a Ctrl-C landing in here must not make a second release close
+        if fd is not None:  # the descriptor again (EBADF, or worse, someone else's file)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:  # a folder turned read-only: the lock goes with the descriptor all the same, and
+                pass  # the error worth saying is the write that failed, not this
+            finally:
+                os.close(fd)
 
     def holder(self) -> int | None:
         """The pid written in the lock file, or None."""

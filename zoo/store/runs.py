@@ -16,13 +16,14 @@ one left. Only torch-free code here, so `zoo runs` stays fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.store.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries,
+from zoo.store.files import (FolderLock, made_dirs, read_json, read_jsonl, remove_empty, remove_stale_temporaries,
                              replace_atomically, write_bytes_atomically)
 from zoo.store.plotting import pyplot, save_figure
 from zoo.contract.specs import ZooError
@@ -35,6 +36,7 @@ class Run:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self._lock = FolderLock(self.dir, LOCK)
+        self._folder: int | None = None  # the locked folder's inode
         self.made_parents: list[Path] = []
 
     def __repr__(self) -> str:
@@ -49,14 +51,9 @@ class Run:
         return (self.dir / CONFIG).is_file() or self.state_path.is_file()
 
     def config(self) -> dict:
-        try:
-            config = json.loads((self.dir / CONFIG).read_text())
-        except FileNotFoundError:
-            raise ZooError(f"{self.dir} is not a zoo run (no {CONFIG})") from None
-        except IsADirectoryError:
-            raise ZooError(f"{self.dir / CONFIG} is a directory, not a run's config") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ZooError(f"{self.dir / CONFIG} is damaged ({type(e).__name__})") from None
+        if not os.path.lexists(self.dir / CONFIG):
+            raise ZooError(f"{self.dir} is not a zoo run (no {CONFIG})")
+        config = read_json(self.dir / CONFIG, "a run's config")  # a FIFO or a huge file: refused, not read
         if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(
                 config.get("task"), str) or not isinstance(config.get("export", EXPORT), str):
             raise ZooError(f"{self.dir / CONFIG} is damaged (not a zoo run's config)")
@@ -77,6 +74,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self._lock.acquire():
             raise self._busy()
+        self._folder = os.stat(self.dir).st_ino  # check_still_here compares against it
         remove_stale_temporaries(self.dir)  # ours alone now: whatever a killed writer left can go
 
     @property
@@ -85,6 +83,13 @@ class Run:
 
     def discard(self) -> None:
         """Remove a run that never saved a state (the caller holds the lock), and its folder if empty."""
+        try:
+            replaced = self._folder is not None and os.stat(self.dir).st_ino != self._folder
+        except OSError:
+            replaced = True
+        if replaced:  # the folder is someone else's now: leave it alone
+            self.unlock()
+            return
         for name in (CONFIG, METRICS):
             (self.dir / name).unlink(missing_ok=True)
         self.unlock()
@@ -119,6 +124,7 @@ class Run:
         replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
 
     def log(self, row: dict) -> None:
+        self.check_still_here()
         with open(self.dir / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -146,11 +152,25 @@ class Run:
             data = serialize_torch(tensors, metadata=metadata)
         else:
             data = serialize_numpy({k: t.numpy() for k, t in tensors.items()}, metadata=metadata)
+        self.check_still_here()
         try:
             write_bytes_atomically(self.state_path, data)
         except OSError as e:
-            raise ZooError(f"could not write {self.state_path} ({e.strerror or e}); the state saved before is "
-                           f"intact: free some space and resume") from None
+            then = "free some space and" if e.errno == errno.ENOSPC else "once the folder can be written,"
+            kept = (f"the state saved before is intact: {then} resume" if self.state_path.is_file() else
+                    f"no state was saved before this one: {then} train again")
+            raise ZooError(f"could not write {self.state_path} ({e.strerror or e}); {kept}") from None
+
+    def check_still_here(self) -> None:
+        """The folder this process locked must still be the run's: one deleted (or replaced by another)
+        mid-run would take the state and the export without its config.json."""
+        try:
+            same = self._folder is None or os.stat(self.dir).st_ino == self._folder
+        except OSError:
+            same = False
+        if not same or (self._folder is not None and not (self.dir / CONFIG).is_file()):
+            raise ZooError(f"{self.dir} was removed or replaced while the run trained (its {CONFIG} is gone): "
+                           f"nothing more is written there; train again")
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
