@@ -251,6 +251,24 @@ def wait_for(predicate, process, what: str, bound: float = 300) -> None:
     pytest.fail(f"the process ended or stalled before {what}")
 
 
+def importing_torch(process) -> bool:
+    """The process has started importing torch (its library is mapped): zoo's own code is running, so a
+    signal now lands in zoo's start-up, not in the interpreter's (which no program can catch)."""
+    try:
+        with open(f"/proc/{process.pid}/maps", encoding="utf-8", errors="replace") as maps:
+            return "libtorch" in maps.read()
+    except OSError:  # no /proc here: a moment later is as good as it gets
+        return True
+
+
+def foreground_sigint() -> None:
+    """A child's SIGINT as a terminal's foreground job has it (a Popen `preexec_fn`), even when pytest
+    itself runs as a background job, which inherits SIGINT ignored (zoo keeps an inherited ignore)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def long_text(tmp_path_factory):
     """Enough text that an epoch lasts a moment (about 0.4 s), so that a signal lands inside one."""

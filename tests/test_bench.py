@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error, wait_for, zoo_cli
+from conftest import foreground_sigint, one_line_error, wait_for, zoo_cli
 
 GRID = ["rnn,gru", "hihello,charlm", "--seeds", "0", "--epochs", "1", "-o", "stride=7", "--workers", "2"]
 
@@ -91,7 +91,8 @@ def test_shards_merge_to_the_unsharded_result(runner, tmp_path):
 def bench_process(*args, cwd) -> subprocess.Popen:
     """The bench in a process group of its own, as a shell starts a command (and pytest stays out of it)."""
     return subprocess.Popen([sys.executable, "-m", "zoo", "bench", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=foreground_sigint)
 
 
 def wait_for_epoch(run: Path, process: subprocess.Popen) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import foreground_sigint, importing_torch, wait_for
 from hostile_kit import one_line, run_cases, snapshot, zoo_process
 
 HUGE = [
@@ -36,11 +36,12 @@ def start_training(tmp_path, long_text, **kwargs):
 @pytest.mark.parametrize("when", ["setting-up", "training"])
 @pytest.mark.parametrize("gap", [0.01, 0.2])
 def test_two_ctrl_c_to_the_process_group_end_in_one_line_and_130(gap, when, tmp_path, long_text):
-    process = start_training(tmp_path, long_text, start_new_session=True)  # its own group, as a shell makes
+    # its own group, as a shell makes, with SIGINT as a foreground job has it
+    process = start_training(tmp_path, long_text, start_new_session=True, preexec_fn=foreground_sigint)
     if when == "training":
         wait_for(lambda: (tmp_path / "run" / "state.safetensors").is_file(), process, "the first epoch's state")
     else:  # somewhere in importing torch or setting up: any moment must end the same way (main: -2 at 200 ms)
-        time.sleep(1)
+        wait_for(lambda: importing_torch(process), process, "torch was being imported")
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(gap)
     os.killpg(process.pid, signal.SIGINT)  # what `timeout -s INT` or an impatient user does

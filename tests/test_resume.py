@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from conftest import one_line_error, wait_for, zoo_cli
+from conftest import foreground_sigint, one_line_error, wait_for, zoo_cli
 from zoo.store.runs import Run
 
 
@@ -59,7 +59,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, long_tex
 
 def test_ctrl_c_saves_the_state_between_two_steps_and_says_how_to_resume(tmp_path, long_text, uninterrupted):
     run = tmp_path / "stopped"
-    process = subprocess.Popen(command(long_text, run), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command(long_text, run), stderr=subprocess.PIPE, text=True, preexec_fn=foreground_sigint)
     wait_for_epochs(run, 1, process)
     time.sleep(0.1)
     process.send_signal(signal.SIGINT)

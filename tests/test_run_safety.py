@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
-from conftest import one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
+from conftest import foreground_sigint, one_line_error, tiny_mnist, wait_for, write_course_prices, zoo_cli
 from zoo.store.runs import Run
 
 ZOO = [sys.executable, "-m", "zoo"]
@@ -128,7 +128,8 @@ def test_two_writers_never_share_a_run_folder(tmp_path):
     text.write_text("the quick brown fox jumps over the lazy dog " * 400)
     command = [*ZOO, "train", "gru", "charlm", "--text", str(text), "-e", "200", "--hidden-size", "16", "--threads",
                "1", "--run-dir", str(tmp_path / "same"), "-q"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=foreground_sigint)
     wait_for(lambda: (tmp_path / "same" / "metrics.jsonl").is_file(), first, "the first run started")
     runs = subprocess.run([*ZOO, "runs", str(tmp_path)], capture_output=True, text=True)
     assert "running" in runs.stdout, runs.stdout

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import zoo
-from conftest import one_line_error, wait_for, zoo_cli
+from conftest import foreground_sigint, importing_torch, one_line_error, wait_for, zoo_cli
 from zoo.loop import threads
 from zoo.store.runs import Run
 
@@ -38,9 +37,10 @@ def started_run(cwd):
 def test_a_signal_at_any_moment_ends_in_one_line_and_a_consistent_folder(tmp_path, long_text, sig, point):
     command = [*ZOO, "train", "gru", "charlm", "--text", str(long_text), "--stride", "2", "-e", "30",
                "--hidden-size", "32", "--threads", "1"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=foreground_sigint)
     if point == "importing":  # the command has started, torch is still loading
-        time.sleep(0.3)
+        wait_for(lambda: importing_torch(process), process, "torch was being imported")
     elif point == "first epoch":  # the run folder exists, no epoch has ended
         wait_for(lambda: started_run(tmp_path) is not None, process, "its folder was made")
     else:
