@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -30,6 +27,8 @@ from zoo.loop.distributed import World, join, leave
 from zoo.loop.plan import plan
 from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
 from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.loop.state import Progress, capture, restore, restore_optimizer
+from zoo.loop.state import check as check_state
 from zoo.loop.threads import Threads
 from zoo.loop.threads import prepare as prepare_threads
 
@@ -158,24 +157,6 @@ class Interrupted(ZooError):
         self.complete = complete  # the message says all there is to say
 
 
-@dataclass
-class Progress:
-    """Where a run stands. Saved with the state, so that a resumed run picks up exactly here."""
-
-    epoch: int = 1  # the epoch in progress, or the next one between epochs
-    batch: int = 0  # batches of that epoch already done
-    loss_sum: float = 0.0  # that epoch's loss so far, times its examples
-    examples: int = 0
-    seconds: float = 0.0
-    lr: float = 0.0  # the learning rate the epoch began with
-    best: float | None = None  # the best monitored metric, for --patience
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    done: bool = False  # every epoch ran, or early stopping ended the run
-    # the last epoch of each learning-rate schedule: one for a run, one more each time it is extended
-    schedule_ends: list[int] = field(default_factory=list)
-
-
 @contextlib.contextmanager
 def stop_requests():
     """Turn the first Ctrl-C or SIGTERM into a request honoured at the next safe point (between two
@@ -207,56 +188,6 @@ def stop_requests():
 _stop_request = None
 
 
-def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
-            identity: dict, status: str) -> tuple[dict, dict]:
-    """Everything a resumed run needs, as safetensors tensors and JSON (the tensors may share memory
-    with the model: write them out before the next step)."""
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"best/{k}": v.cpu().contiguous() for k, v in (best or {}).items()})
-    optimizer_state = optimizer.state_dict()
-    for index, values in optimizer_state["state"].items():
-        tensors.update({f"optimizer/{index}/{name}": t.cpu().contiguous() for name, t in values.items()})
-    numpy_state = np.random.get_state()
-    tensors["rng/torch"], tensors["rng/shuffle"] = torch.get_rng_state(), shuffle_state
-    tensors["rng/numpy"] = torch.from_numpy(numpy_state[1].astype(np.int64))
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors.update({f"rng/cuda/{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    python_state = random.getstate()
-    info = {**identity, "status": status, "pid": os.getpid(), "progress": asdict(at),
-            "optimizer_groups": optimizer_state["param_groups"],
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "numpy_rng": [numpy_state[0], *numpy_state[2:]],
-            "python_rng": [python_state[0], list(python_state[1]), python_state[2]]}
-    return tensors, info
-
-
-def _part(tensors: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def restore_optimizer(tensors: dict, info: dict, optimizer) -> None:
-    state: dict = {}
-    for key, value in _part(tensors, "optimizer/").items():
-        index, name = key.split("/")
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_groups"]})
-
-
-def restore(tensors: dict, info: dict, model, shuffle: torch.Generator) -> dict | None:
-    """Put back the weights and every random state of a captured state; returns the best weights or None."""
-    model.load_state_dict(_part(tensors, "model/"))
-    torch.set_rng_state(tensors["rng/torch"])
-    shuffle.set_state(tensors["rng/shuffle"])
-    name, position, has_gauss, cached = info["numpy_rng"]
-    np.random.set_state((name, tensors["rng/numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-    version, internal, gauss = info["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    return _part(tensors, "best/") or None
-
-
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
@@ -275,7 +206,10 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
     dtype = autocast_dtype(config.precision, device)
     shuffle = torch.Generator().manual_seed(config.seed)
-    at, best = (Progress(**resume[1]["progress"]), restore(*resume, model, shuffle)) if resume else (Progress(), None)
+    if resume:  # checked by the caller (state.check) before anything was written
+        at, best = Progress(**resume[1]["progress"]), restore(*resume, model, shuffle)
+    else:
+        at, best = Progress(), None
     if not at.schedule_ends or at.schedule_ends[-1] < config.epochs:
         at.schedule_ends.append(config.epochs)
     at.done = at.done and at.epoch > config.epochs
@@ -289,14 +223,18 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
         return make_scheduler(optimizer, config, (end - start + 1) * batches_per_epoch), end
 
     fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
-    if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
-        (scheduler, schedule_end), _ = schedule(min(at.epoch, config.epochs)), restore_optimizer(*resume, optimizer)
-        if scheduler is not None:
-            scheduler.load_state_dict(resume[1]["scheduler"])
-    else:
-        if resume:
-            restore_optimizer(*resume, optimizer)
-        scheduler, schedule_end = schedule(min(at.epoch, config.epochs))  # a finished run trains no more
+    try:
+        if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
+            (scheduler, schedule_end), _ = schedule(min(at.epoch, config.epochs)), restore_optimizer(*resume, optimizer)
+            if scheduler is not None:
+                scheduler.load_state_dict(resume[1]["scheduler"])
+        else:
+            if resume:
+                restore_optimizer(*resume, optimizer)
+            scheduler, schedule_end = schedule(min(at.epoch, config.epochs))  # a finished run trains no more
+    except (TypeError, KeyError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        raise ZooError(f"{run.state_path if run is not None else 'the state'} is damaged: its optimizer or "
+                       f"schedule cannot be restored ({type(e).__name__})") from None
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
@@ -431,6 +369,9 @@ def _existing_run(model: str, task: str, run_dir, resume: bool, overwrite: bool,
         if run.exists() and not overwrite:
             raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
                            f"another --run-dir")
+        if not run.exists() and run.holds_other_files():  # `/`, a home folder, a folder with its own config.json
+            raise ZooError(f"--run-dir {run.dir} holds files zoo did not write, and no zoo run: give a new or empty "
+                           f"folder (only folders zoo made are replaced, with --overwrite)")
         if not run.dir.exists():
             return run  # made when training starts, so that a failure before leaves no empty folder
     if lock:
@@ -496,6 +437,7 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
             if (info.get("model"), info.get("task")) != (model, task):
                 raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
                                f"not {model} on {task}")
+            run.check_state_identity(info)
             saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
             p = plan(model, task, overrides, saved)
             done, planned = info["progress"]["epoch"] - 1, saved["train"].get("epochs")
@@ -542,6 +484,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
         net = p.model.build(p.model_config, data.problem).to(dev)
         if init_from is not None:
             _init_weights(net, init_from)
+        if state is not None:  # a damaged or foreign state is one line, before any file changes
+            check_state(*state, net, torch.optim.Adam(net.parameters()), p.train_config.epochs, run.state_path)
     except KeyboardInterrupt as e:
         if run is not None:
             run.unlock()

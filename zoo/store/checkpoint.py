@@ -15,7 +15,6 @@ import errno
 import json
 import math
 import os
-import stat
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from zoo.contract.config import make_config, path_fields, to_dict
 from zoo.store.display import printable
-from zoo.store.files import remove_stale_temporaries, write_bytes_atomically
+from zoo.store.files import check_replaceable, file_kind, remove_stale_temporaries, write_bytes_atomically
 from zoo.contract.registry import registry
 from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
 
@@ -44,6 +43,7 @@ def check_writable(path: Path) -> None:
     """Fail before training, not after, when the export cannot be written (creating nothing)."""
     if path.is_dir():
         raise ZooError(f"{path} is a directory; give a file name ending in .safetensors")
+    check_replaceable(path)
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the folders still to make are made when the export is written
@@ -92,6 +92,7 @@ def weights_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         run = Run(path)
+        run.config()  # a folder zoo made, and not damaged: said before anything else
         if not run.export_path.exists():
             raise ZooError(run.why_no_export())
         return run.export_path
@@ -122,13 +123,9 @@ def check_regular_file(path: Path) -> int:
         if e.errno == errno.ELOOP:
             raise ZooError(f"{path} is a symbolic link loop, not a file") from None
         raise ZooError(f"{path}: {e.strerror}") from None
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    for test, kind in kinds:
-        if test(mode):
-            raise ZooError(f"{path} is {kind}, not a weights file")
-    if not stat.S_ISREG(mode):
-        raise ZooError(f"{path} is not a regular file")
+    kind = file_kind(mode)
+    if kind:
+        raise ZooError(f"{path} is {kind}, not a weights file" if kind[0] == "a" else f"{path} is {kind}")
     if not os.access(path, os.R_OK):
         raise ZooError(f"{path}: permission denied")
     return path.stat().st_size

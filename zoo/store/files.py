@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ except ImportError:  # Windows: a lock file created exclusively, stale once its 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has no symbolic-link trap to avoid here
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
@@ -74,6 +76,31 @@ def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path
             except OSError:
                 pass
     return removed
+
+
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this mode is, in words ("a named pipe (FIFO)"), or "" for a regular file."""
+    return next((kind for test, kind in KINDS if test(mode)), "" if stat.S_ISREG(mode) else "not a regular file")
+
+
+def check_replaceable(path: str | Path, what: str = "") -> None:
+    """Refuse, in one line, to write `path` unless it is a regular file or nothing yet: zoo never writes
+    through a symbolic link, nor replaces a device, a FIFO or a folder by a file. `what` names the option."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ZooError(f"{what}{' ' if what else ''}{path}: {e.strerror or e}") from None
+    kind = file_kind(mode)
+    if kind:
+        advice = "zoo does not write through links" if stat.S_ISLNK(mode) else "zoo replaces only regular files"
+        raise ZooError(f"{what}{' ' if what else ''}{path} is {kind}: {advice}; give another file")
 
 
 def read_text(path: str | Path, what: str, label: str | None = None) -> str:
@@ -133,15 +160,28 @@ class FolderLock:
         return self._fd is not None
 
     def acquire(self) -> bool:
-        """Take the lock (the folder must exist); False when another live process holds it."""
+        """Take the lock (the folder must exist); False when another live process holds it.
+
+        The lock file is never followed or reused unless it is a plain file of ours: a symbolic link,
+        a hard link to another file, a FIFO or a device in its place is one line, and nothing it
+        points to is opened for writing."""
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK
+                             | (0 if fcntl else os.O_EXCL), 0o644)
             except FileExistsError:  # no fcntl: an existing lock file is stale only if its process is gone
                 if process_alive(self.holder()):
                     return False
                 self.path.unlink(missing_ok=True)
                 continue
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EMLINK) or os.path.islink(self.path):
+                    raise ZooError(self._foreign()) from None
+                raise
+            problem = self._not_ours(os.fstat(fd))
+            if problem:
+                os.close(fd)
+                raise ZooError(self._foreign(problem))
             if fcntl is None:
                 break
             try:
@@ -152,7 +192,7 @@ class FolderLock:
                     return False
                 raise
             try:  # the holder before us may have removed the file after we opened it: lock the current one
-                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                if os.lstat(self.path).st_ino == os.fstat(fd).st_ino:
                     break
             except FileNotFoundError:
                 pass
@@ -162,27 +202,54 @@ class FolderLock:
         self._fd = fd
         return True
 
+    @staticmethod
+    def _not_ours(status: os.stat_result) -> str:
+        """Why an opened lock file is not one a zoo process made here, or ''."""
+        if not stat.S_ISREG(status.st_mode):
+            return "not a regular file"
+        if status.st_nlink != 1:
+            return "a hard link to another file"
+        if hasattr(os, "geteuid") and status.st_uid != os.geteuid():
+            return "owned by another user"
+        return ""
+
+    def _foreign(self, problem: str = "a symbolic link or not a regular file") -> str:
+        return (f"{self.path} is {problem}, not a lock zoo made: zoo does not write through it; remove it "
+                f"if no zoo process is running there")
+
     def release(self) -> None:
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)
+            try:  # only the file we hold: whatever was put in its place since stays
+                if os.lstat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    self.path.unlink()
+            except FileNotFoundError:
+                pass
             os.close(self._fd)
             self._fd = None
 
     def holder(self) -> int | None:
         """The pid written in the lock file, or None."""
         try:
-            return int(self.path.read_text().strip() or 0) or None
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return int(os.read(fd, 32).decode().strip() or 0) or None
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
 
     def in_use(self) -> bool:
         """Whether another process holds the lock now."""
-        if not self.path.is_file():
+        if not self.path.is_file() or self.path.is_symlink():
             return False
         if fcntl is None:
             return process_alive(self.holder())
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return False
         try:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import math
 import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +31,60 @@ from zoo.contract.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
 STATE_FORMAT = "zoo-state/1"
+RUN_FORMAT = "zoo-run/1"  # config.json's `format`: how zoo recognises a folder it made
 RUNS_ROOT = "checkpoints"
+
+@dataclass
+class Progress:
+    """Where a run stands. Saved with the state, so that a resumed run picks up exactly here."""
+
+    epoch: int = 1  # the epoch in progress, or the next one between epochs
+    batch: int = 0  # batches of that epoch already done
+    loss_sum: float = 0.0  # that epoch's loss so far, times its examples
+    examples: int = 0
+    seconds: float = 0.0
+    lr: float = 0.0  # the learning rate the epoch began with
+    best: float | None = None  # the best monitored metric, for --patience
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    done: bool = False  # every epoch ran, or early stopping ended the run
+    # the last epoch of each learning-rate schedule: one for a run, one more each time it is extended
+    schedule_ends: list[int] = field(default_factory=list)
+
+
+def finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(value: Any) -> bool:
+    """A JSON number that is not NaN (a metric or a loss may be infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def whole(value: Any, low: int = 0) -> bool:
+    return type(value) is int and value >= low
+
+
+def progress_problem(progress: Any, epochs: int) -> str:
+    """What is wrong with a state's progress record for a run of `epochs` epochs, or ''."""
+    names = {f.name for f in fields(Progress)}
+    if not isinstance(progress, dict) or set(progress) != names:
+        return f"its progress is not the fields {', '.join(sorted(names))}"
+    p = progress
+    ends = p["schedule_ends"]
+    checks = [("epoch", whole(p["epoch"], 1) and p["epoch"] <= epochs + 1),
+              ("batch", whole(p["batch"])), ("loss_sum", number(p["loss_sum"])),
+              ("examples", whole(p["examples"])), ("seconds", finite_number(p["seconds"]) and p["seconds"] >= 0),
+              ("lr", finite_number(p["lr"]) and p["lr"] >= 0),
+              ("best", p["best"] is None or number(p["best"])),
+              ("best_epoch", whole(p["best_epoch"]) and p["best_epoch"] < max(p["epoch"], 1)
+               if type(p["epoch"]) is int else False),
+              ("bad_epochs", whole(p["bad_epochs"])), ("done", isinstance(p["done"], bool)),
+              ("schedule_ends", isinstance(ends, list) and all(whole(e, 1) for e in ends)
+               and ends == sorted(set(ends)))]
+    bad = [name for name, ok in checks if not ok]
+    return f"progress.{bad[0]} is {p[bad[0]]!r}" if bad else ""
+
 
 class Run:
     def __init__(self, directory: str | Path):
@@ -45,8 +100,39 @@ class Run:
         return self.dir / STATE
 
     def exists(self) -> bool:
-        """Whether a run (even one stopped before its first epoch ended) lives here."""
+        """Whether a zoo run (even one stopped before its first epoch ended) lives here: its config.json
+        carries zoo's format tag (runs made before the tag: a zoo training state beside it)."""
+        if not (self.dir / CONFIG).is_file():  # a FIFO or a device under that name is no run
+            return self._has_zoo_state()
+        try:
+            with open(self.dir / CONFIG, "rb") as f:
+                config = json.loads(f.read(4 * 1024 * 1024))
+        except (OSError, ValueError, RecursionError):
+            return self._has_zoo_state()
+        if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
+            return True
+        return isinstance(config, dict) and "format" not in config and self._has_zoo_state()
+
+    def has_run_files(self) -> bool:
+        """Whether the folder holds a config.json or a state, zoo's or not (see `exists`)."""
         return (self.dir / CONFIG).is_file() or self.state_path.is_file()
+
+    def _has_zoo_state(self) -> bool:
+        from zoo.store.checkpoint import read_header
+
+        if not self.state_path.is_file():
+            return False
+        try:
+            return read_header(self.state_path)[0].get("format") == STATE_FORMAT
+        except ZooError:
+            return False
+
+    def holds_other_files(self) -> bool:
+        """Whether the folder exists and holds anything (files zoo did not write, if it is no run)."""
+        try:
+            return any(self.dir.iterdir())
+        except OSError:
+            return self.dir.exists()
 
     def config(self) -> dict:
         try:
@@ -64,8 +150,17 @@ class Run:
 
     @property
     def export_path(self) -> Path:
-        """Where this run's export is: recorded relative to the run folder (older runs: as written)."""
-        return self.dir / self.config().get("export", EXPORT)
+        """The run's export: always its own model.safetensors. The `export` config.json records (where
+        `--out` put it) is provenance, never followed: a copied or downloaded folder could name any file."""
+        return self.dir / EXPORT
+
+    def exported_elsewhere(self) -> str | None:
+        """Where `--out` sent this run's export (as recorded, for messages only), or None."""
+        try:
+            recorded = self.config().get("export", EXPORT)
+        except ZooError:
+            return None
+        return None if recorded == EXPORT else os.path.normpath(self.dir / recorded)
 
     def relative(self, path: Path) -> str:
         """`path` as the run folder records it: relative to the folder."""
@@ -108,9 +203,11 @@ class Run:
 
     # -- files --------------------------------------------------------------------------------
     def begin(self, config: dict) -> None:
-        """Start a new run here (the caller holds the lock): drop what an earlier run left, write the config."""
+        """Start a new run here (the caller holds the lock): drop what an earlier run left, write the config
+        with zoo's format tag first."""
         for name in (CONFIG, METRICS, STATE, "curves.png"):
             (self.dir / name).unlink(missing_ok=True)
+        config = {"format": RUN_FORMAT, **config}
         replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
         replace_atomically(self.dir / METRICS, lambda tmp: Path(tmp).write_text(""))
 
@@ -157,7 +254,7 @@ class Run:
         from zoo.store.checkpoint import read_header
 
         if not self.state_path.is_file():
-            if (self.dir / CONFIG).is_file():
+            if self.exists():
                 raise ZooError(f"the run in {self.dir} stopped before its first epoch ended: nothing to resume "
                                f"(train it again)")
             raise ZooError(f"no saved state in {self.dir}: nothing to resume (train without --resume)")
@@ -170,7 +267,29 @@ class Run:
             raise ZooError(f"{self.state_path} is damaged ({type(e).__name__})") from None
         if not isinstance(info, dict) or not isinstance(info.get("progress"), dict):
             raise ZooError(f"{self.state_path} is damaged (no progress in it)")
+        wrong = [k for k, kind in (("model", str), ("task", str), ("model_config", dict), ("task_config", dict),
+                                   ("train_config", dict), ("status", str)) if not isinstance(info.get(k), kind)]
+        if wrong:
+            raise ZooError(f"{self.state_path} is damaged ({wrong[0]} is missing or of the wrong type)")
+        epochs = info["train_config"].get("epochs")
+        problem = progress_problem(info["progress"], epochs if type(epochs) is int else 0)
+        if problem:
+            raise ZooError(f"{self.state_path} is damaged or not this run's state ({problem}); nothing was changed")
         return info
+
+    def check_state_identity(self, info: dict) -> None:
+        """Refuse a state that is not of the run its folder's config.json describes (a state copied in from
+        another run): the same model, task and settings, the epochs aside (a run can be extended)."""
+        if not (self.dir / CONFIG).is_file():
+            return  # a run killed before its config was written, or one older than it
+        config = self.config()
+        for key in ("model", "task", "model_config", "task_config", "train_config"):
+            mine, theirs = config.get(key), info.get(key)
+            if key == "train_config" and isinstance(mine, dict):
+                mine, theirs = ({k: v for k, v in c.items() if k != "epochs"} for c in (mine, theirs))
+            if mine != theirs:
+                raise ZooError(f"{self.state_path} is not the state of the run in {self.dir}: its {key} is "
+                               f"{_short(theirs)}, the folder's config.json says {_short(mine)}; nothing was changed")
 
     def load_state(self) -> tuple[dict, dict]:
         from safetensors import SafetensorError
@@ -200,10 +319,20 @@ class Run:
         if status == "no state":
             return f"the run in {self.dir} has no export: it stopped before its first epoch ended"
         progress = self.state_info()["progress"]
+        elsewhere = self.exported_elsewhere()
+        if elsewhere:
+            return (f"the run in {self.dir} was exported with --out to {elsewhere}, which zoo does not follow from a "
+                    f"run folder: give that file" + (f", or zoo resume {self.dir} writes the run's own export"
+                                                     if status == "finished" else ""))
         if status == "finished":
             return f"the run in {self.dir} finished training but has no export yet: zoo resume {self.dir} writes it"
         return (f"the run in {self.dir} has no export yet: it stopped in epoch {progress.get('epoch')} ({status}); "
                 f"zoo resume {self.dir} continues it")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def numbered(base: Path) -> Iterator[Path]:
@@ -239,7 +368,8 @@ def runs_of(name: str, root: str | Path = RUNS_ROOT) -> list[Run]:
         return []
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match and entry.is_dir() and match.group(1) != "1" and Run(entry).exists():
+        # in zoo's own folder, under a pair's name: a damaged run is still that run (its commands say what is wrong)
+        if match and entry.is_dir() and match.group(1) != "1" and Run(entry).has_run_files():
             found.append((int(match.group(1) or 1), Run(entry)))
     return [run for _, run in sorted(found, key=lambda pair: pair[0])]
 
