@@ -320,30 +320,33 @@ def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, 
         settings or ())
 
 
-def _run_training(model, task, pairs, *, quiet, threads, **options):
-    from zoo.loop.plan import plan
+def _run_training(model, task, pairs, *, quiet, threads, device, log_every, force=False, **options):
+    """Settle the run once, torch-free (every mistake in the settings is answered at once), then train it."""
     from zoo.loop.threads import prepare
 
-    if not options.get("resume"):
-        plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
-    prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
-    from zoo.loop.training import Interrupted
-    from zoo.loop.training import train as run
+    policy = prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
+    from zoo.loop.plan import plan_run
+
+    begun = plan_run(model, task, pairs, **options)
+    from zoo.loop.training import Interrupted, run
 
     # -q keeps one line: where the export went
     log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
     try:
-        run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
+        run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force)
     except Interrupted as e:
         raise Stopped(str(e), exit_code=128 + e.signal) from None
 
 
-def _run_folder(path: str) -> str:
-    """A run folder as given, or a run's name (MODEL-TASK-2, say) under checkpoints/."""
-    from zoo.store.runs import RUNS_ROOT
+def _located(target: str, need: str = "export"):
+    """The one run locator (zoo.store.runs.find) for a command's argument: an export, or a run with a
+    resumable state, or a run; a name that chose among several runs says which on stderr."""
+    from zoo.store import runs
 
-    named = os.path.join(RUNS_ROOT, path)
-    return named if not os.path.exists(path) and os.sep not in path and os.path.isdir(named) else path
+    found = runs.export_of(target) if need == "export" else runs.run_of(target, verb=need)
+    if found.picked:
+        click.echo(printable(found.picked, newlines=False), err=True)
+    return found.path if need == "export" else found.run
 
 
 @cli.command("resume")
@@ -358,21 +361,21 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
     over the added epochs, after the first has ended.
     """
-    from zoo.store.runs import Run
-
-    run_dir = _run_folder(run_dir)
-    info = Run(run_dir).state_info()
+    run = _located(run_dir, "resume")
+    info = run.state_info()
     pairs = [f"train.epochs={epochs}"] if epochs is not None else []
-    _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run_dir, resume=True,
+    _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run.dir, resume=True,
                   threads=threads, quiet=quiet, log_every=0)
 
 
 @cli.command("runs")
-@click.argument("root", default="checkpoints", type=click.Path(file_okay=False))
+@click.argument("root", required=False, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def runs_command(root, as_json):
-    """List the runs found under ROOT (default: checkpoints)."""
-    from zoo.store.runs import find_runs, summary
+    """List the runs found under ROOT (default: the runs root, checkpoints)."""
+    from zoo.store.runs import RUNS_ROOT, find_runs, summary
+
+    root = root or RUNS_ROOT
 
     rows = []
     for run in find_runs(root):
@@ -396,12 +399,12 @@ def runs_command(root, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="the PNG to write [default: RUN_DIR/curves.png]")
 def plot_command(run_dir, out):
     """Draw a run's loss and metric curves (matplotlib)."""
-    from zoo.store.runs import Run, plot_curves
+    from zoo.store.runs import plot_curves
 
-    run_dir = _run_folder(run_dir)
-    out = out or os.path.join(run_dir, "curves.png")
-    plot_curves(Run(run_dir), out)
-    click.echo(f"plotted {run_dir} to {out}")
+    run = _located(run_dir, "plot")
+    out = out or os.path.join(run.dir, "curves.png")
+    plot_curves(run, out)
+    click.echo(f"plotted {run.dir} to {out}")
 
 
 @cli.command("bench")
@@ -479,10 +482,11 @@ class TaskCommand(click.Command):
 
 def _task_of(path: str):
     """The registered task a weights file names, or None (the command then reports what is wrong)."""
-    from zoo.store.checkpoint import read_header, weights_file
+    from zoo.store.checkpoint import read_header
+    from zoo.store.runs import export_of
 
     try:
-        return registry().tasks.get(read_header(weights_file(path))[0].get("task", ""))
+        return registry().tasks.get(read_header(export_of(path).path)[0].get("task", ""))
     except ZooError:
         return None
 
@@ -497,20 +501,21 @@ def _task_of(path: str):
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
 def eval_command(weights, task_options, settings, device, as_json, plot):
     """Recompute the metrics of exported weights."""
-    from zoo.store.checkpoint import load, read_card, weights_file
+    from zoo.store.checkpoint import load, read_card, read_header
     from zoo.loop.data import device_of
-    from zoo.loop.training import evaluate, pick_device
+    from zoo.loop.inference import evaluate, pick_device
 
-    weights = weights_file(weights)
-    card = read_card(weights)
-    task = registry().get_task(card.task)
-    overrides = _task_overrides(list(task_options), settings, task.config)
+    weights = _located(weights)
+    header = read_header(weights)  # once: the card, and the architecture check before loading
+    task = registry().tasks.get(header[0].get("task", ""))
+    overrides = _task_overrides(list(task_options), settings, task.config) if task is not None else {}
+    card = read_card(weights, overrides, header)  # says what is wrong with the file, or which plugin is missing
     missing = {name: path for name, path in card.sources.items() if name not in overrides}
     if missing:
         raise ZooError(f"{weights} was trained on " + " and ".join(f"--{k.replace('_', '-')} {v!r}" for k, v in
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
-    net = load(weights, pick_device(device), overrides)
+    net = load(weights, pick_device(device), header=header, card=card)
     data = _plugin_call(task, "its data", task.load_data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
         raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
@@ -563,10 +568,10 @@ def predict_command(weights, device, **options):
     WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
     WEIGHTS --help` shows them.
     """
-    from zoo.store.checkpoint import load, weights_file
-    from zoo.loop.training import pick_device
+    from zoo.store.checkpoint import load
+    from zoo.loop.inference import pick_device
 
-    net = load(weights_file(weights), pick_device(device))
+    net = load(_located(weights), pick_device(device))
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
@@ -588,9 +593,9 @@ def predict_command(weights, device, **options):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from zoo.store.checkpoint import describe, missing_plugins, provenance, weights_file
+    from zoo.store.checkpoint import describe, missing_plugins, provenance
 
-    fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
+    fields = describe(_located(weights))  # the metadata alone: the plugins need not be installed
     task = registry().tasks.get(fields["task"])
     files = provenance(fields["task_config"], task.config) if task is not None else {}
     if files:

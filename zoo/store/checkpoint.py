@@ -11,7 +11,6 @@ is compared with the tensors on torch's meta device before anything real is buil
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -22,18 +21,13 @@ from typing import Any
 
 from zoo.contract.config import make_config, path_fields, to_dict
 from zoo.store.display import printable
-from zoo.store.files import check_replaceable, file_kind, remove_stale_temporaries, write_bytes_atomically
+from zoo.store.files import check_replaceable, remove_stale_temporaries, write_bytes_atomically
+from zoo.store.header import (DTYPE_BYTES, MAX_HEADER, TORCH_DTYPES, check_regular_file,  # noqa: F401 (re-exported)
+                              entry_problem, read_header)
 from zoo.contract.registry import registry
 from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
 
 FORMAT = "zoo/1"
-MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-# bytes per element of each safetensors dtype, and the torch dtypes of those torch has
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-TORCH_DTYPES = {"BOOL": "torch.bool", "U8": "torch.uint8", "I8": "torch.int8", "I16": "torch.int16",
-                "F16": "torch.float16", "BF16": "torch.bfloat16", "I32": "torch.int32", "F32": "torch.float32",
-                "I64": "torch.int64", "F64": "torch.float64"}
 # the metadata entries of an export and their JSON types (model and task are plain strings)
 FIELDS = {"model": str, "task": str, "model_config": dict, "task_config": dict, "train_config": dict, "problem": dict,
           "meta": dict, "metrics": dict, "versions": dict, "plugins": list}
@@ -53,8 +47,10 @@ def check_writable(path: Path) -> None:
         raise ZooError(f"cannot write {path}: {folder} is not writable")
 
 
-def save(model: Any, card: Card, path: str | Path) -> Path:
-    """Write weights and card atomically: a temporary file in the same folder, then a rename."""
+def save(model: Any, card: Card, path: str | Path, checked: bool = False) -> Path:
+    """Write weights and card atomically: a temporary file in the same folder, then a rename.
+
+    `checked`: the caller ran `check_writable(path)` already (training does, before it starts)."""
     from safetensors.torch import save as serialize
 
     path = Path(path)
@@ -73,7 +69,8 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
         "versions": json.dumps(card.versions),
         "plugins": json.dumps(contributors(card)),  # so that a missing plugin can be named, with its version
     }
-    check_writable(path)
+    if not checked:
+        check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)  # what an export killed before this one left
     data = serialize(tensors, metadata=metadata)  # bytes: safetensors' own file writer leaves .tmp files on a kill
@@ -84,108 +81,11 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
     return path
 
 
-def weights_file(path: str | Path) -> Path:
-    """The export a path stands for: the file itself, a run folder's export, or a run's name
-    (MODEL-TASK: the newest run of that pair under checkpoints/ that has an export)."""
-    from zoo.store.runs import RUNS_ROOT, Run, runs_of
-
-    path = Path(path)
-    if path.is_dir():
-        run = Run(path)
-        run.config()  # a folder zoo made, and not damaged: said before anything else
-        if not run.export_path.exists():
-            raise ZooError(run.why_no_export())
-        return run.export_path
-    if path.exists() or path.is_symlink() or path.suffix == ".safetensors":
-        return path  # check_regular_file says what is wrong with it
-    if len(path.parts) == 1:
-        runs = runs_of(path.name)
-        with_export = [run for run in reversed(runs) if run.export_path.is_file()]
-        if with_export:
-            return with_export[0].export_path
-        if runs:
-            raise ZooError(runs[-1].why_no_export())
-        raise ZooError(f"{path}: no such file, and no run named {path} under {RUNS_ROOT}/ (zoo runs lists them)")
-    raise ZooError(f"{path}: no such file or run folder")
-
-
-def check_regular_file(path: Path) -> int:
-    """The size of `path`, or one line saying why it is not a file weights can be read from.
-
-    Checked before opening: a FIFO would block the open, /dev/zero would never end.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        kind = "a broken symbolic link" if path.is_symlink() else "no such file"
-        raise ZooError(f"{path}: {kind}") from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ZooError(f"{path} is a symbolic link loop, not a file") from None
-        raise ZooError(f"{path}: {e.strerror}") from None
-    kind = file_kind(mode)
-    if kind:
-        raise ZooError(f"{path} is {kind}, not a weights file" if kind[0] == "a" else f"{path} is {kind}")
-    if not os.access(path, os.R_OK):
-        raise ZooError(f"{path}: permission denied")
-    return path.stat().st_size
-
-
-def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """(metadata, tensor entries) of a safetensors file, checked for truncation and for entries that
-    contradict themselves (a shape whose bytes are not the bytes given); torch is not needed."""
-    path = Path(path)
-    size = check_regular_file(path)
-    with open(path, "rb") as f:
-        prefix = f.read(9)
-        length = int.from_bytes(prefix[:8], "little")
-        if len(prefix) < 9 or prefix[8:9] != b"{" or length > MAX_HEADER:
-            raise ZooError(f"{path} is not a safetensors file")
-        if 8 + length > size:
-            raise ZooError(f"{path} is truncated: its header alone needs {8 + length} bytes, the file has {size}")
-        try:
-            header = json.loads(prefix[8:] + f.read(length - 1))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ZooError(f"{path} is not a safetensors file (its header is not JSON)") from None
-        except RecursionError:
-            raise ZooError(f"{path} is not a safetensors file (its header nests too deeply)") from None
-    if not isinstance(header, dict):
-        raise ZooError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise ZooError(f"{path} is not a safetensors file (its metadata is not a map of strings)")
-    end = 0
-    for name, entry in header.items():
-        problem = entry_problem(entry)
-        if problem:
-            raise ZooError(f"{path} is not a safetensors file (tensor {name!r}: {problem})")
-        end = max(end, entry["data_offsets"][1])
-    if 8 + length + end > size:
-        raise ZooError(f"{path} is truncated: it should hold {8 + length + end} bytes, it has {size}")
-    return metadata, header
-
-
-def entry_problem(entry: Any) -> str:
-    """What is wrong with one tensor entry of a safetensors header, or ''."""
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        return "not a dtype, shape and data_offsets"
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_BYTES:
-        return f"unknown dtype {str(dtype)!r}"
-    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-        return "its shape is not a list of sizes"
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        return "malformed data_offsets"
-    if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
-        return f"a {dtype} tensor of shape {tuple(shape)} cannot fill bytes {offsets[0]}-{offsets[1]}"
-    return ""
-
-
-def describe(path: str | Path) -> dict[str, Any]:
+def describe(path: str | Path, header: tuple[dict, dict] | None = None) -> dict[str, Any]:
     """What an export says about itself, checked for type but not interpreted: no plugin is needed,
-    so `zoo info` works on a file whose model or task is not installed."""
-    metadata, _ = read_header(path)
+    so `zoo info` works on a file whose model or task is not installed. `header`: `read_header(path)`,
+    if the caller has read it already."""
+    metadata, _ = header or read_header(path)
     if metadata.get("format") != FORMAT:
         raise ZooError(f"{path} is a safetensors file, but not one zoo exported (no '{FORMAT}' format tag)")
     fields: dict[str, Any] = {}
@@ -282,9 +182,10 @@ def provenance(task_config: dict[str, Any], config: type) -> dict[str, Any]:
     return {k: v for k, v in sources.items() if v and k in path_fields(config, folders=False)}
 
 
-def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) -> Card:
+def read_card(path: str | Path, task_overrides: dict[str, str] | None = None,
+              header: tuple[dict, dict] | None = None) -> Card:
     """The card of an export, with its configs rebuilt through the installed plugins."""
-    fields = describe(path)
+    fields = describe(path, header)
     missing = missing_plugins(fields)
     if missing:
         raise ZooError(f"{path} was trained with {'; '.join(missing)}, which no installed plugin provides "
@@ -307,20 +208,23 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
     )
 
 
-def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None):
+def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None,
+         header: tuple[dict, dict] | None = None, card: Card | None = None):
     """Rebuild the model an export describes, load its weights and return it in eval mode.
 
     The returned module carries its Card as `.zoo` (names, configs, vocabulary, metrics). Before anything
     is allocated, the architecture the metadata describes is built on torch's meta device (shapes, no
     memory) and compared with the tensors the file holds, so that a small file cannot make zoo build a
-    huge model: the cost of refusing a hostile file is the cost of reading its header.
+    huge model: the cost of refusing a hostile file is the cost of reading its header. A caller that
+    read the header and the card already passes them (`zoo eval`: each is read once).
     """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    card = read_card(path, task_overrides)
-    _, entries = read_header(path)
+    header = header or read_header(path)  # once: the card and the architecture check both come from it
+    card = card or read_card(path, task_overrides, header)  # (a caller's card has its overrides already)
+    entries = header[1]
     spec = registry().get_model(card.model)
     check_architecture(path, spec, card, entries)
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone

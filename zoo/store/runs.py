@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from zoo.store.header import read_header
 from zoo.store.files import (FolderLock, made_dirs, read_jsonl, remove_empty, remove_stale_temporaries,
                              replace_atomically, write_bytes_atomically)
 from zoo.store.plotting import pyplot, save_figure
@@ -118,8 +119,6 @@ class Run:
         return (self.dir / CONFIG).is_file() or self.state_path.is_file()
 
     def _has_zoo_state(self) -> bool:
-        from zoo.store.checkpoint import read_header
-
         if not self.state_path.is_file():
             return False
         try:
@@ -251,8 +250,6 @@ class Run:
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
-        from zoo.store.checkpoint import read_header
-
         if not self.state_path.is_file():
             if self.exists():
                 raise ZooError(f"the run in {self.dir} stopped before its first epoch ended: nothing to resume "
@@ -335,6 +332,49 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# -- opening a run folder ---------------------------------------------------------------------------------
+def run_base(model: str, task: str, root: str | Path = RUNS_ROOT) -> Path:
+    """Where the runs of a pair go: ROOT/MODEL-TASK, then -2, -3, ... (see `new_run`)."""
+    return Path(root) / f"{model}-{task}"
+
+
+def run_to_resume(model: str, task: str, run_dir: str | Path | None) -> Run:
+    """The run `--resume` continues: `run_dir`, or the pair's newest run; its state's JSON is checked here."""
+    runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
+    if not runs:
+        raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
+    runs[-1].state_info()  # says what is wrong before anything else happens
+    return runs[-1]
+
+
+def run_to_replace(run_dir: str | Path | None, overwrite: bool) -> Run | None:
+    """The folder a new run goes to when `--run-dir` is given (None: a new numbered one). A folder that holds
+    a zoo run needs `overwrite`; one that holds anything else is refused (zoo replaces only what it made)."""
+    if run_dir is None:
+        return None
+    run = Run(run_dir)
+    if run.dir.exists() and not run.dir.is_dir():
+        raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
+    if run.exists() and not overwrite:
+        raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
+                       f"another --run-dir")
+    if not run.exists() and run.holds_other_files():  # `/`, a home folder, a folder with its own config.json
+        raise ZooError(f"--run-dir {run.dir} holds files zoo did not write, and no zoo run: give a new or empty "
+                       f"folder (only folders zoo made are replaced, with --overwrite)")
+    return run
+
+
+def check_out(out: Path, run: Run | None, inputs: dict[str, str]) -> None:
+    """--out must not land on a run's own files, or on the files the task reads (`inputs`: option -> path)."""
+    target = out.resolve()
+    for name, value in inputs.items():
+        if value and "://" not in value and Path(value).resolve() == target:
+            raise ZooError(f"--out {out} is the task's input ({name}); choose another file for the export")
+    own = target.parent == run.dir.resolve() if run is not None else False
+    if target.name in (CONFIG, METRICS, STATE, LOCK) and (own or (target.parent / CONFIG).is_file()):
+        raise ZooError(f"--out {out} would overwrite a run's own {target.name}; choose another file for the export")
+
+
 def numbered(base: Path) -> Iterator[Path]:
     """base, base-2, base-3, ...: the folders the runs of one model/task pair take in turn."""
     yield base
@@ -372,6 +412,65 @@ def runs_of(name: str, root: str | Path = RUNS_ROOT) -> list[Run]:
         if match and entry.is_dir() and match.group(1) != "1" and Run(entry).has_run_files():
             found.append((int(match.group(1) or 1), Run(entry)))
     return [run for _, run in sorted(found, key=lambda pair: pair[0])]
+
+
+# -- the one run locator ------------------------------------------------------------------------------------
+@dataclass
+class Found:
+    """What a command's RUN or WEIGHTS argument stands for."""
+
+    path: Path  # the file or the run folder
+    run: Run | None  # the run, or None for a file given as such
+    picked: str = ""  # when a name chose among several runs: which folder, said on stderr by the command
+
+
+def find(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
+    """Resolve a path or a name, the same way for every command and for `zoo.load`.
+
+    A path that exists is taken as given: a folder is that run, a file that export. A bare name
+    (no separator) is a run's name under `root`: MODEL-TASK means the pair's newest run (MODEL-TASK,
+    -2, -3, ...: the highest number), MODEL-TASK-2 that run. What is looked for is said by the caller
+    (`export_of`, `resumable`, `run_of`); the same name means the same run for all of them."""
+    path = Path(target)
+    if path.is_dir():
+        return Found(path, Run(path))
+    if path.exists() or path.is_symlink() or path.suffix == ".safetensors" or len(path.parts) != 1:
+        return Found(path, None)  # a file (or what should be one): the caller says what is wrong with it
+    runs = runs_of(path.name, root)
+    if not runs:
+        raise ZooError(f"{path}: no such file, and no run named {path} under {root}/ (zoo runs lists them)")
+    run = runs[-1]
+    picked = f"using {run.dir}, the newest of {len(runs)} runs named {path.name}" if len(runs) > 1 else ""
+    return Found(run.dir, run, picked)
+
+
+def export_of(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
+    """An export: the file given, or the export of the run the folder or name stands for (see `find`)."""
+    found = find(target, root)
+    if found.run is None:
+        return found
+    run = found.run
+    run.config()  # a folder zoo made, and not damaged: said before anything else
+    if not run.export_path.exists():  # (what is wrong with one that exists, read_header says)
+        older = [r for r in runs_of(Path(target).name, root)[:-1] if r.export_path.is_file()] if found.picked else []
+        hint = f" ({older[-1].dir} has an export: give that folder)" if older else ""
+        raise ZooError(run.why_no_export() + hint)
+    return Found(run.export_path, run, found.picked)
+
+
+def resumable(target: str | Path, root: str | Path = RUNS_ROOT) -> tuple[Found, dict]:
+    """A run with a resumable state, and the state's JSON (see `find`)."""
+    found = run_of(target, root, "resume")
+    return found, found.run.state_info()
+
+
+def run_of(target: str | Path, root: str | Path = RUNS_ROOT, verb: str = "open") -> Found:
+    """A run folder (see `find`); a file is one line."""
+    found = find(target, root)
+    if found.run is None:
+        raise ZooError(f"{found.path} is not a run folder: zoo can {verb} only a run's folder or name"
+                       if found.path.exists() else f"{found.path}: no such run folder")
+    return found
 
 
 def find_runs(root: str | Path) -> Iterator[Run]:
