@@ -343,7 +343,8 @@ def _located(target: str, need: str = "export"):
     resumable state, or a run; a name that chose among several runs says which on stderr."""
     from zoo.store import runs
 
-    found = runs.export_of(target) if need == "export" else runs.run_of(target, verb=need)
+    found = (runs.export_of(target) if need == "export" else runs.resumable(target)[0] if need == "resume" else
+             runs.run_of(target, verb=need))
     if found.picked:
         click.echo(printable(found.picked, newlines=False), err=True)
     return found.path if need == "export" else found.run

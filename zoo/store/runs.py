@@ -434,8 +434,10 @@ def find(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
     path = Path(target)
     if path.is_dir():
         return Found(path, Run(path))
-    if path.exists() or path.is_symlink() or path.suffix == ".safetensors" or len(path.parts) != 1:
+    if path.exists() or path.is_symlink() or path.suffix == ".safetensors":
         return Found(path, None)  # a file (or what should be one): the caller says what is wrong with it
+    if len(path.parts) != 1:
+        raise ZooError(f"{path}: no such file or run folder")
     runs = runs_of(path.name, root)
     if not runs:
         raise ZooError(f"{path}: no such file, and no run named {path} under {root}/ (zoo runs lists them)")
@@ -460,6 +462,8 @@ def export_of(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
 
 def resumable(target: str | Path, root: str | Path = RUNS_ROOT) -> tuple[Found, dict]:
     """A run with a resumable state, and the state's JSON (see `find`)."""
+    if len(Path(target).parts) != 1 and not Path(target).exists():
+        Run(target).state_info()  # says there is no saved state there
     found = run_of(target, root, "resume")
     return found, found.run.state_info()
 
