@@ -52,7 +52,7 @@ def check(function: Callable) -> Callable:
         except CheckFailed as e:
             raise CheckFailed(f"{function.__name__}: {e}") from None
         except Exception as e:
-            raise CheckFailed(f"{function.__name__}: raised {_registry.describe(e)}") from e
+            raise CheckFailed(f"{function.__name__}: raised {_registry.error_line(e)}") from e
 
     return run
 

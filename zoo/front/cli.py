@@ -240,29 +240,50 @@ class TrainCommand(click.Command):
         ctx.meta["zoo.args"] = list(args)
         return super().parse_args(ctx, args)
 
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    OWN = ("epochs", "lr", "batch_size", "seed")  # hyperparameters train has options of its own for
+
+    def help_plan(self, ctx: click.Context):
+        """The plan this command line would train with (its options, defaults fitted to its data), or None."""
         from zoo.loop.plan import plan
 
-        args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
-        given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
-        p = None
-        if given.get("model") and given.get("task"):
-            try:  # the values this command line would train with: its options, and defaults fitted to its data
-                p = plan(given["model"], given["task"], _override_pairs(**given))
-            except ZooError:
+        if "zoo.plan" not in ctx.meta:
+            args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
+            given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
+            p = None
+            if given.get("model") and given.get("task"):
                 try:
-                    p = plan(given["model"], given["task"])
+                    p = plan(given["model"], given["task"], _override_pairs(**given))
                 except ZooError:
-                    pass
+                    try:
+                        p = plan(given["model"], given["task"])
+                    except ZooError:
+                        pass
+            ctx.meta["zoo.plan"] = p
+        return ctx.meta["zoo.plan"]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The options; with a pair, -e/--lr/-b/--seed are listed once, with the training hyperparameters."""
+        listed = self.help_plan(ctx) is not None
+        rows = [param.get_help_record(ctx) for param in self.get_params(ctx)
+                if not (listed and getattr(param, "name", None) in self.OWN)]
+        rows = [row for row in rows if row is not None]
+        if rows:
+            with formatter.section("Options"):
+                formatter.write_dl(rows)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        p = self.help_plan(ctx)
         if p is None:
             formatter.write_paragraph()
             formatter.write_text("Any hyperparameter of the model, the task or the training loop can be given as "
                                  "--name value or -o name=value; `zoo train MODEL TASK --help` lists them.")
             return
+        short = {param.name: ", ".join(param.opts) for param in self.params if param.name in self.OWN}
         for title, config in ((f"model {p.model.name}", p.model_config), (f"task {p.task.name}", p.task_config),
                               ("training", p.train_config)):
             helps = field_help(type(config))
-            rows = [(f"--{k.replace('_', '-')}", f"{helps[k]} [now: {v}]") for k, v in to_dict(config).items()]
+            rows = [(short.get(k) if title == "training" and k in short else f"--{k.replace('_', '-')}",
+                     f"{helps[k]} [now: {v}]") for k, v in to_dict(config).items()]
             if rows:
                 with formatter.section(f"Hyperparameters of {title}"):
                     formatter.write_dl(rows)

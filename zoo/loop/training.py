@@ -445,7 +445,7 @@ def _announce(begun: Start, folder: Run | None, net, data: TaskData, dev, dtype,
     verb = "extending" if begun.extended else "resuming" if begun.resumed else "training"
     say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
         f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
-        f"{f', {pool.describe()}' if dev.type == 'cpu' else ''}"
+        f"{f', {pool.summary()}' if dev.type == 'cpu' else ''}"
         f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
         f"{f', from {begun.init_from}' if begun.init_from is not None else ''}"
         f"{f'; run in {folder.dir}' if folder else ''}")

@@ -91,7 +91,7 @@ def describe(path: str | Path, header: tuple[dict, dict] | None = None) -> dict[
     fields: dict[str, Any] = {}
     for key, kind in FIELDS.items():
         if key not in metadata:
-            if key == "plugins":  # exports before 0.2 did not name the cell's plugin
+            if key == "plugins":  # exports made before the plugins record (early 0.1 builds) name none
                 continue
             raise ZooError(f"{path} has damaged zoo metadata (no {key!r})")
         try:
