@@ -22,8 +22,19 @@ class ZooError(Exception):
     """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
 
 
+class Stopped(ZooError):
+    """Work stopped on request (Ctrl-C, SIGTERM) at a safe point: training or a bench. The message says what
+    was kept and how to continue; the shell's exit code is 128 + `signal`."""
+
+    def __init__(self, message: str, signal: int = 2, complete: bool = False):
+        super().__init__(message)
+        self.signal = signal  # SIGINT or SIGTERM
+        self.complete = complete  # the message says all there is to say (nothing to add about the run)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised the way Ctrl-C raises KeyboardInterrupt, so that both stop zoo alike."""
+    """SIGTERM, raised the way Ctrl-C raises KeyboardInterrupt, so that both stop zoo alike (the signal
+    itself, at any moment; what it stopped ends as a `Stopped` where there was something to keep)."""
 
     signal = 15
 

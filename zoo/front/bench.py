@@ -39,18 +39,10 @@ from zoo.store.files import FolderLock, read_jsonl, replace_atomically
 from zoo.contract.registry import matching, registry
 from zoo.store.plotting import pyplot, save_figure
 from zoo.store.runs import Run
-from zoo.contract.specs import TrainConfig, ZooError
+from zoo.contract.specs import Stopped, TrainConfig, ZooError
 
 FORMAT = "zoo-bench/1"
 RECIPE, RESULTS, SUMMARY, PLOT, LOCK = "bench.json", "results.jsonl", "summary.md", "summary.png", ".lock"
-
-
-class Stopped(ZooError):
-    """The bench was asked to stop (Ctrl-C, SIGTERM); what finished is kept."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signal = signum
 
 
 @dataclass(frozen=True, order=True)

@@ -23,7 +23,7 @@ from zoo import __version__
 from zoo.contract.config import field_help, field_types, route_overrides, to_dict
 from zoo.store.display import printable
 from zoo.contract.registry import matching, registry
-from zoo.contract.specs import Terminated, TrainConfig, ZooError
+from zoo.contract.specs import Stopped, Terminated, TrainConfig, ZooError
 from zoo.loop.threads import THREADS_ENV
 
 
@@ -35,8 +35,8 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
-class Stopped(UserError):
-    """Training stopped on request: said plainly, not as an error."""
+class StopLine(UserError):
+    """A stop on request (zoo.contract.specs.Stopped, or Ctrl-C while starting): said plainly, not as an error."""
 
     def show(self, file=None) -> None:
         click.echo(self.format_message(), err=True)
@@ -44,7 +44,7 @@ class Stopped(UserError):
 
 def interrupted_line(e: BaseException) -> UserError:
     signum = getattr(e, "signal", signal.SIGINT)
-    return Stopped("interrupted; nothing was written", exit_code=128 + signum)
+    return StopLine("interrupted; nothing was written", exit_code=128 + signum)
 
 
 class ZooGroup(click.Group):
@@ -100,6 +100,8 @@ class ZooGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
                 return super().invoke(ctx)
+        except Stopped as e:  # training or a bench stopped on request: what was kept, and how to go on
+            raise StopLine(printable(str(e), newlines=False), exit_code=128 + e.signal) from None
         except ZooError as e:  # may quote a file's contents: escaped, and kept to one line
             raise UserError(printable(str(e), newlines=False)) from None
         except click.NoSuchOption as e:
@@ -349,14 +351,11 @@ def _run_training(model, task, pairs, *, quiet, threads, device, log_every, forc
     from zoo.loop.plan import plan_run
 
     begun = plan_run(model, task, pairs, **options)
-    from zoo.loop.training import Interrupted, run
+    from zoo.loop.training import run
 
     # -q keeps one line: where the export went
     log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
-    try:
-        run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force)
-    except Interrupted as e:
-        raise Stopped(str(e), exit_code=128 + e.signal) from None
+    run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force)
 
 
 def _located(target: str, need: str = "export"):
@@ -458,17 +457,14 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, th
     """
     from zoo.front import bench
 
-    try:
-        if merge:
-            bench.merge(list(names), out, plot=plot, echo=click.echo)
-            return
-        if len(names) != 2:
-            raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
-                           f"{'s' * (len(names) != 1)}")
-        bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
-                    shard=shard, plot=plot, threads=threads, echo=click.echo)
-    except bench.Stopped as e:
-        raise Stopped(str(e), exit_code=128 + e.signal) from None
+    if merge:
+        bench.merge(list(names), out, plot=plot, echo=click.echo)
+        return
+    if len(names) != 2:
+        raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
+                       f"{'s' * (len(names) != 1)}")
+    bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
+                shard=shard, plot=plot, threads=threads, echo=click.echo)
 
 
 def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: type) -> dict[str, str]:

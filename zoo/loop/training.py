@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
-from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.contract.specs import Card, Problem, Stopped, Task, TaskData, TrainConfig, ZooError
 from zoo.loop.data import epoch_order
 from zoo.loop.distributed import World, join, leave
 from zoo.loop.inference import evaluate, format_metrics, pick_device
@@ -110,13 +110,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     return None
 
 
-class Interrupted(ZooError):
-    """Training stopped on request; the message says what was kept."""
-
-    def __init__(self, message: str, signal: int = 2, complete: bool = False):
-        super().__init__(message)
-        self.signal = signal  # SIGINT or SIGTERM: the shell's exit code is 128 + it
-        self.complete = complete  # the message says all there is to say
+Interrupted = Stopped  # the name this module gave it before zoo.contract.specs.Stopped was the one stop
 
 
 @contextlib.contextmanager
@@ -249,7 +243,7 @@ class Loop:
             if stop.pending and self.world.size == 1:  # between two steps: save exactly here, then leave
                 at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
                 save(epoch_start, "interrupted")
-                raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
+                raise Stopped(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
         at.seconds = time.perf_counter() - started
         return total
 
@@ -297,7 +291,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
 
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
-            raise Interrupted("interrupted before the first step", stop.signal)
+            raise Stopped("interrupted before the first step", stop.signal)
         for epoch in range(loop.at.epoch, config.epochs + 1):
             if loop.at.done:
                 break
@@ -329,7 +323,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
                                f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
             if stopping:
-                raise Interrupted(f"interrupted after epoch {epoch}", stop.signal)
+                raise Stopped(f"interrupted after epoch {epoch}", stop.signal)
     if config.patience and loop.best is not None:
         model.load_state_dict(loop.best)
     return loop.at
@@ -386,7 +380,7 @@ def _unlocked_on_failure(folder: Run | None) -> Iterator[None]:
     except KeyboardInterrupt as e:
         if folder is not None:
             folder.unlock()
-        raise Interrupted("interrupted before training started; nothing was written",
+        raise Stopped("interrupted before training started; nothing was written",
                           getattr(e, "signal", signal.SIGINT)) from None
     except BaseException:
         if folder is not None:
@@ -478,7 +472,7 @@ def _train_and_export(begun: Start, folder: Run | None, net, data, state, dev, d
         if export is not None and world.main:
             _export(net, export, folder, say)
         return net
-    except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the steps (set-up, final evaluation)
+    except (Stopped, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the steps (set-up, final evaluation)
         raise _interrupted(e, folder, fresh_run) from None
     except BaseException:
         if folder is not None and fresh_run and not folder.state_path.is_file():
@@ -514,15 +508,15 @@ def _export(net, export: Path, folder: Run | None, say) -> None:
     where = "" if folder is None or export.absolute().parent == folder.dir.absolute() else f"; run in {folder.dir}"
     say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
     if stop.pending:
-        raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal,
+        raise Stopped(f"interrupted as the run ended; its export {export} is complete", stop.signal,
                           complete=True)
 
 
-def _interrupted(e: BaseException, folder: Run | None, fresh_run: bool) -> Interrupted:
+def _interrupted(e: BaseException, folder: Run | None, fresh_run: bool) -> Stopped:
     """The one line a stop ends with: what was kept, and how to continue."""
-    if isinstance(e, Interrupted) and e.complete:
+    if isinstance(e, Stopped) and e.complete:
         return e
-    said = str(e) if isinstance(e, Interrupted) else "interrupted"
+    said = str(e) if isinstance(e, Stopped) else "interrupted"
     signum = getattr(e, "signal", signal.SIGINT)
     if folder is not None and folder.state_path.is_file():
         said += f"; the state is saved: zoo resume {folder.dir} continues it"
@@ -531,7 +525,7 @@ def _interrupted(e: BaseException, folder: Run | None, fresh_run: bool) -> Inter
         said += "; nothing was kept"
     else:
         said += "; nothing was written"
-    return Interrupted(said, signum)
+    return Stopped(said, signum)
 
 
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
