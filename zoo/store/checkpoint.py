@@ -15,7 +15,8 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
 
 FORMAT = "zoo/1"
 # the metadata entries of an export and their JSON types (model and task are plain strings)
-FIELDS = {"model": str, "task": str, "model_config": dict, "task_config": dict, "train_config": dict, "problem": dict,
-          "meta": dict, "metrics": dict, "versions": dict, "plugins": list}
+# the Card's fields an export records (`sources` is read back from its task config), then who made it
+CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card) if f.name != "sources")
+FIELDS = {**{name: str if name in ("model", "task") else dict for name in CARD_FIELDS}, "plugins": list}
 
 
 def check_writable(path: Path) -> None:
@@ -56,19 +58,12 @@ def save(model: Any, card: Card, path: str | Path, checked: bool = False) -> Pat
     path = Path(path)
     # clone: tied weights would share storage, which safetensors refuses; loading restores both copies
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "model": card.model,
-        "task": card.task,
-        "model_config": json.dumps(to_dict(card.model_config)),
-        "task_config": json.dumps(to_dict(card.task_config)),
-        "train_config": json.dumps(to_dict(card.train_config)),
-        "problem": json.dumps(asdict(card.problem)),
-        "meta": json.dumps(card.meta),
-        "metrics": json.dumps(card.metrics),
-        "versions": json.dumps(card.versions),
-        "plugins": json.dumps(contributors(card)),  # so that a missing plugin can be named, with its version
-    }
+    metadata = {"format": FORMAT}
+    for name in CARD_FIELDS:  # strings as they are; configs and the problem as JSON objects, the rest as JSON
+        value = getattr(card, name)
+        metadata[name] = value if FIELDS[name] is str else json.dumps(
+            asdict(value) if is_dataclass(value) else value)
+    metadata["plugins"] = json.dumps(contributors(card))  # so that a missing plugin can be named, with its version
     if not checked:
         check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,18 +189,13 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None,
     model_name, task_name = fields["model"], fields["task"]
     model, task = reg.models[model_name], reg.tasks[task_name]  # both in the plugins record: present
     sources = provenance(fields["task_config"], task.config)
-    return Card(
-        model=model_name,
-        task=task_name,
-        model_config=make_config(model.config, fields["model_config"], owner=f"{path}: model {model_name}"),
-        task_config=make_config(task.config, fields["task_config"], task_overrides or {}, owner=f"task {task_name}"),
-        train_config=make_config(TrainConfig, fields["train_config"], owner=f"{path}: training"),
-        problem=make_config(Problem, fields["problem"], owner=f"{path}: problem"),
-        meta=fields["meta"],
-        metrics=fields["metrics"],
-        versions=fields["versions"],
-        sources=sources,
-    )
+    rebuilt = {  # the fields that are configs, through their classes; the others as recorded
+        "model_config": make_config(model.config, fields["model_config"], owner=f"{path}: model {model_name}"),
+        "task_config": make_config(task.config, fields["task_config"], task_overrides or {}, owner=f"task {task_name}"),
+        "train_config": make_config(TrainConfig, fields["train_config"], owner=f"{path}: training"),
+        "problem": make_config(Problem, fields["problem"], owner=f"{path}: problem"),
+    }
+    return Card(**{name: rebuilt.get(name, fields[name]) for name in CARD_FIELDS}, sources=sources)
 
 
 def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None,
