@@ -247,6 +247,17 @@ class Loop:
         at.seconds = time.perf_counter() - started
         return total
 
+    def record(self, epoch: int, total: torch.Tensor, run: Run | None) -> dict:
+        """The epoch's line of metrics.jsonl (every process's share summed); a loss that diverged is one line."""
+        seconds = self.at.seconds
+        loss_sum, examples = self.world.total(total.item(), self.at.examples)
+        row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": self.at.lr, "seconds": seconds,
+               "samples_per_s": examples / seconds}
+        if not math.isfinite(row["loss"]):
+            kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
+            raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
+        return row
+
     def judge(self, task: Task, epoch: int, row: dict, monitor: str) -> None:
         """Score the monitored split into `row`; keep the best score (and, with --patience, its weights)."""
         row[monitor] = evaluate(task, self.model, self.data, monitor)
@@ -297,15 +308,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 break
             if epoch > loop.schedule_end:
                 loop.new_schedule(epoch)
-            total = loop.steps(epoch, stop, bar, save, threads)
-            seconds = loop.at.seconds
-            loss_sum, examples = world.total(total.item(), loop.at.examples)
-            row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": loop.at.lr, "seconds": seconds,
-                   "samples_per_s": examples / seconds}
-            if not math.isfinite(row["loss"]):
-                kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
-                raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
-            last = epoch == config.epochs
+            row = loop.record(epoch, loop.steps(epoch, stop, bar, save, threads), run)
+            seconds, last = row["seconds"], epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
                 loop.judge(task, epoch, row, monitor)
             early = world.agree(bool(config.patience) and loop.at.bad_epochs >= config.patience)
