@@ -237,8 +237,9 @@ def test_bad_commands_are_one_line_and_overwrite_nothing(runner, tmp_path, hihel
     assert "ONNX export already" in one_line_error(zoo_cli(runner, "export", onnx_file, "--format", "onnx"))
     assert (weights.read_bytes(), onnx_file.read_bytes()) == before
     moved = weights.rename(tmp_path / "elsewhere.safetensors")  # the run is there, its export is not
-    for run in ("rnn-hihello", tmp_path / "checkpoints" / "rnn-hihello"):
-        assert "has no export yet" in one_line_error(zoo_cli(runner, "export", run, "--format", "onnx"))
+    for run in ("rnn-hihello", tmp_path / "checkpoints" / "rnn-hihello"):  # (nor is a recorded --out followed)
+        line = one_line_error(zoo_cli(runner, "export", run, "--format", "onnx"))
+        assert "was exported with --out to" in line and "which zoo does not follow from a run folder" in line
     moved.rename(weights)
     assert "no such file" in one_line_error(zoo_cli(runner, "eval", tmp_path / "missing.onnx"))
 

@@ -72,7 +72,8 @@ def test_a_run_name_works_where_a_run_folder_does(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert [r["epoch"] for r in Run(tmp_path / "checkpoints" / "rnn-hihello-2").history()] == [1, 2, 3, 4, 5]
     assert zoo_cli(runner, "plot", "rnn-hihello", "--out", "c.png").exit_code == 0
-    line = one_line_error(zoo_cli(runner, "resume", "rnn-hihello", "--epochs", "3"))
+    # the pair's name is its newest run for every command (issue 19): the first run is addressed by its folder
+    line = one_line_error(zoo_cli(runner, "resume", "checkpoints/rnn-hihello", "--epochs", "3"))
     assert "has finished its 3 epochs" in line and "N above 3" in line
 
 

@@ -88,10 +88,10 @@ def get_task(name: str) -> Task:
 def load(path, device="cpu"):
     """The model an export (or a run folder's export) describes, with its weights, in eval mode; `.zoo`
     holds its Card."""
-    from zoo.store.checkpoint import load as _load
-    from zoo.store.checkpoint import weights_file
+    from zoo.store.exports import load as _load
+    from zoo.store.runs import export_of
 
-    return _load(weights_file(path), device)
+    return _load(export_of(path).path, device)
 
 
 def train(model: str, task: str, overrides=(), **options):

@@ -79,7 +79,7 @@ def named(function: Callable, subject: Callable, needs: tuple = ()) -> Callable:
             except (CheckFailed, NotApplicable) as e:
                 raise type(e)(f"{function.__name__}: {e}") from None
             except Exception as e:
-                raise CheckFailed(f"{function.__name__}: raised {_registry.describe(e)}") from e
+                raise CheckFailed(f"{function.__name__}: raised {_registry.error_line(e)}") from e
 
     run.needs = needs
     return run

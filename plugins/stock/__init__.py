@@ -184,14 +184,17 @@ def inspect(model, inputs):
     return stock(model, inputs)
 
 
-def train_defaults(config: StockConfig) -> dict:
+COURSE_TRAINING = {"epochs": 500, "lr": 0.01, "batch_size": 1024}
+
+
+def fit_defaults(config: StockConfig) -> zoo.Fitted:
     """The course's LSTM of 10, Adam at 0.01 and 500 full-batch steps. Daily returns are mostly noise,
     which 500 steps of a 700-weight network memorize (test RMSE 2.3x persistence's on the course's
     file, 1.3x with a weight decay of 0.01, 1.05x with 0.03); a weight decay of 0.1 pulls it back to the
     mean return when there is nothing to learn, and still lets it learn returns that can be predicted
     (see the tests: an AR(1) series of returns)."""
-    course = {"epochs": 500, "lr": 0.01, "batch_size": 1024}
-    return {**course, "weight_decay": 0.1} if config.target_mode == "return" else course
+    # said nowhere (rule ""): these follow the task's own target_mode, not the user's data
+    return zoo.Fitted("", train={"weight_decay": 0.1} if config.target_mode == "return" else {})
 
 
 @zoo.hookimpl
@@ -203,7 +206,8 @@ def register_tasks(register):
         data=make_data,
         evaluate=evaluate,
         config=StockConfig,
-        train_defaults=train_defaults,
+        train_defaults=COURSE_TRAINING,
+        fit_defaults=fit_defaults,
         model_defaults={"hidden_size": 10},
         metric="rmse",
         minimize=True,

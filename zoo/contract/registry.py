@@ -53,7 +53,7 @@ BUILTIN_PLUGINS = (
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def describe(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
@@ -117,7 +117,7 @@ class PluginFailure(Exception):
     """Whatever a plugin raised, wrapped so that the registry can report it and go on."""
 
     def __init__(self, error: BaseException):
-        super().__init__(describe(error))
+        super().__init__(error_line(error))
         self.error = error
 
 
@@ -190,7 +190,7 @@ class Registry:
         try:
             self.pm.register(module, name=plugin.name)
         except Exception as e:  # pluggy's own validation, in one line
-            self._problem(plugin, f"not registered: {describe(e)}", e)
+            self._problem(plugin, f"not registered: {error_line(e)}", e)
             plugin.loaded = False
             return
         plugin.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(module) or [])

@@ -23,8 +23,19 @@ class ZooError(Exception):
     """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
 
 
+class Stopped(ZooError):
+    """Work stopped on request (Ctrl-C, SIGTERM) at a safe point: training or a bench. The message says what
+    was kept and how to continue; the shell's exit code is 128 + `signal`."""
+
+    def __init__(self, message: str, signal: int = 2, complete: bool = False):
+        super().__init__(message)
+        self.signal = signal  # SIGINT or SIGTERM
+        self.complete = complete  # the message says all there is to say (nothing to add about the run)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised the way Ctrl-C raises KeyboardInterrupt, so that both stop zoo alike."""
+    """SIGTERM, raised the way Ctrl-C raises KeyboardInterrupt, so that both stop zoo alike (the signal
+    itself, at any moment; what it stopped ends as a `Stopped` where there was something to keep)."""
 
     signal = 15
 
@@ -132,7 +143,7 @@ class Model:
 class Fitted:
     """Defaults a task fits to the user's data (`Task.fit_defaults`); every option still overrides them."""
 
-    rule: str  # one line saying what was measured and the rule, shown when training starts
+    rule: str  # one line saying what was measured and the rule, shown when training starts ("": not shown)
     model: Mapping[str, Any] = field(default_factory=dict)  # model hyperparameters (those the model has)
     task: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -148,8 +159,8 @@ class Task:
     data: Callable[[Any, dict | None], "TaskData"]  # (config, meta of an export or None) -> TaskData
     evaluate: Callable[[Any, "TaskData", str], dict]  # (model, data, split name) -> metrics
     config: type = NoConfig
-    # overrides of TrainConfig defaults, or a function of the task's config that returns them
-    train_defaults: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] = field(default_factory=dict)
+    # overrides of TrainConfig defaults (defaults that depend on the task's config or data: fit_defaults)
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # suggested model hyperparameters
     metric: str = "accuracy"  # the headline metric: early stopping watches it, `zoo runs` shows its best
     minimize: bool = False  # True when lower is better (errors, perplexity)
@@ -169,6 +180,8 @@ class Task:
     def __post_init__(self):
         require(self.shape in SHAPES, f"task {self.name!r}: unknown shape {self.shape!r}; expected one of "
                                       f"{', '.join(SHAPES)}")
+        require(not callable(self.train_defaults), f"task {self.name!r}: train_defaults is a mapping; defaults "
+                                                   f"that depend on the task's config or data come from fit_defaults")
 
     def load_data(self, config: Any, meta: dict | None = None) -> "TaskData":
         """`data(config, meta)`, checked: a plugin that breaks the contract is one line, not a traceback."""

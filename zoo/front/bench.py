@@ -39,22 +39,16 @@ from zoo.store.files import FolderLock, read_bytes, read_json, read_jsonl, repla
 from zoo.contract.registry import matching, registry
 from zoo.store.plotting import pyplot, save_figure
 from zoo.store.runs import Run
-from zoo.contract.specs import TrainConfig, ZooError
+from zoo.contract.specs import Stopped, TrainConfig, ZooError
 
 FORMAT = "zoo-bench/1"
 RECIPE, RESULTS, SUMMARY, PLOT, LOCK = "bench.json", "results.jsonl", "summary.md", "summary.png", ".lock"
 
 
-class Stopped(ZooError):
-    """The bench was asked to stop (Ctrl-C, SIGTERM); what finished is kept."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signal = signum
-
-
 @dataclass(frozen=True, order=True)
-class Cell:
+class Job:
+    """One (model, task, seed) of the grid: one training run, one row of results.jsonl."""
+
     task: str  # sorted by task first, so that a shard's cells spread over the tasks
     model: str
     seed: int
@@ -132,7 +126,7 @@ def settings_for(model, task, settings: list[str]) -> list[str]:
 
 @dataclass
 class Grid:
-    cells: list[Cell]
+    cells: list[Job]
     skipped: int  # model/task pairs that match the patterns but whose shapes do not fit
     settings: dict[tuple[str, str], list[str]]  # (model, task) -> its `-o` settings, --epochs included
 
@@ -159,11 +153,11 @@ def make_grid(models: str, tasks: str, seeds: list[int], settings: list[str], ep
             plan(m, t, used[m, t])
         except ZooError as e:
             raise ZooError(f"{m} on {t}: {e}") from None
-    cells = sorted(Cell(t, m, s) for m, t in pairs for s in seeds)
+    cells = sorted(Job(t, m, s) for m, t in pairs for s in seeds)
     return Grid(cells, len(model_names) * len(task_names) - len(pairs), used)
 
 
-def shard_of(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+def shard_of(cells: list[Job], shard: tuple[int, int] | None) -> list[Job]:
     """Every N-th cell from the I-th: deterministic, and each shard gets some of every task."""
     return cells if shard is None else cells[shard[0]::shard[1]]
 
@@ -202,8 +196,8 @@ class Results:
         if held is None and self.dir.is_dir() and any(self.dir.iterdir()):
             raise ZooError(f"--out {self.dir} holds other files and no {RECIPE}: give an empty or new folder")
         if held is not None and held != recipe:
-            raise ZooError(f"--out {self.dir} holds the results of another recipe ({describe(held)}; this one: "
-                           f"{describe(recipe)}): give another --out")
+            raise ZooError(f"--out {self.dir} holds the results of another recipe ({recipe_line(held)}; this one: "
+                           f"{recipe_line(recipe)}): give another --out")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.lock()
@@ -240,7 +234,7 @@ class Results:
             os.fsync(f.fileno())
 
 
-def describe(recipe: dict) -> str:
+def recipe_line(recipe: dict) -> str:
     epochs = recipe.get("epochs") or {}
     shown = ", ".join(f"{t}={n}" if t != "*" else str(n) for t, n in sorted(epochs.items())) or "the tasks' defaults"
     settings = " ".join(f"-o {s}" for s in recipe.get("settings", []))
@@ -259,7 +253,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def train_command(cell: Cell, settings: list[str], threads: int) -> list[str]:
+def train_command(cell: Job, settings: list[str], threads: int) -> list[str]:
     """The `zoo train` arguments that make this cell (what a row quotes to reproduce it)."""
     args = ["train", cell.model, cell.task, "--seed", str(cell.seed)]
     for pair in settings:
@@ -267,7 +261,7 @@ def train_command(cell: Cell, settings: list[str], threads: int) -> list[str]:
     return args + ["--threads", str(threads)]
 
 
-def collect(cell: Cell, run: Run, results: Results, command: list[str], threads: int, wall: float,
+def collect(cell: Job, run: Run, results: Results, command: list[str], threads: int, wall: float,
             peak_kib: int, resumed: bool) -> dict:
     """A result row from a finished run: the export's metrics and card, the run's log of epochs."""
     from zoo import __version__
@@ -335,7 +329,7 @@ class Workers:
         return code, time.monotonic() - started, peak
 
 
-def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads: int) -> tuple[str, dict | str]:
+def run_job(cell: Job, grid: Grid, results: Results, workers: Workers, threads: int) -> tuple[str, dict | str]:
     """Train (or resume, or only collect) one cell; ("done", row), ("failed", why) or ("stopped", why)."""
     run = Run(results.dir / "runs" / cell.name)
     command = train_command(cell, grid.settings[cell.model, cell.task], threads)
@@ -427,16 +421,16 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
     return rows
 
 
-def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threads: int,
+def _run_all(todo: list[Job], grid: Grid, results: Results, workers: int, threads: int,
              echo: Callable[[str], None]) -> list[str]:
     """Run the cells `workers` at a time; Ctrl-C or SIGTERM stops the workers (each saves its state)."""
     pool, failed, finished = Workers(), [], 0
     say = threading.Lock()
     width = len(str(len(todo)))
 
-    def one(cell: Cell) -> None:
+    def one(cell: Job) -> None:
         nonlocal finished
-        outcome, detail = run_cell(cell, grid, results, pool, threads)
+        outcome, detail = run_job(cell, grid, results, pool, threads)
         with say:
             if outcome == "stopped":
                 return
@@ -536,7 +530,7 @@ def write_summary(results: Results, rows: list[dict], echo: Callable[[str], None
     versions = sorted({f"zoo {r['versions'].get('zoo')}, torch {r['versions'].get('torch')}" for r in rows})
     recipe = results.recipe() or {}
     text = markdown(rows)
-    head = (f"{len(rows)} results; {describe(recipe)}; CPU: {', '.join(cpus)}; {'; '.join(versions)}\n\n")
+    head = (f"{len(rows)} results; {recipe_line(recipe)}; CPU: {', '.join(cpus)}; {'; '.join(versions)}\n\n")
     replace_atomically(results.dir / SUMMARY, lambda tmp: Path(tmp).write_text(head + text))
     echo("")
     echo(text.rstrip())
@@ -575,8 +569,8 @@ def merge(sources: list[str], out: str = "results", plot: bool = False,
         if held is None:
             raise ZooError(f"{source} is not a zoo bench results folder (no {RECIPE})")
         if recipe is not None and held != recipe:
-            raise ZooError(f"{source} holds the results of another recipe ({describe(held)}; {folders[0].dir}: "
-                           f"{describe(recipe)}): merge the shards of one grid only")
+            raise ZooError(f"{source} holds the results of another recipe ({recipe_line(held)}; {folders[0].dir}: "
+                           f"{recipe_line(recipe)}): merge the shards of one grid only")
         recipe = recipe or held
         folders.append(Results(folder))
     target = Results(out)

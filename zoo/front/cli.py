@@ -24,7 +24,7 @@ from zoo import __version__
 from zoo.contract.config import field_help, field_types, route_overrides, to_dict
 from zoo.store.display import printable
 from zoo.contract.registry import matching, registry
-from zoo.contract.specs import Terminated, TrainConfig, ZooError
+from zoo.contract.specs import Stopped, Terminated, TrainConfig, ZooError
 from zoo.loop.threads import THREADS_ENV
 
 
@@ -36,8 +36,8 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
-class Stopped(UserError):
-    """Training stopped on request: said plainly, not as an error."""
+class StopLine(UserError):
+    """A stop on request (zoo.contract.specs.Stopped, or Ctrl-C while starting): said plainly, not as an error."""
 
     def show(self, file=None) -> None:
         click.echo(self.format_message(), err=True)
@@ -45,7 +45,7 @@ class Stopped(UserError):
 
 def interrupted_line(e: BaseException) -> UserError:
     signum = getattr(e, "signal", signal.SIGINT)
-    return Stopped("interrupted; nothing was written", exit_code=128 + signum)
+    return StopLine("interrupted; nothing was written", exit_code=128 + signum)
 
 
 class ZooGroup(click.Group):
@@ -104,6 +104,8 @@ class ZooGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
                 return super().invoke(ctx)
+        except Stopped as e:  # training or a bench stopped on request: what was kept, and how to go on
+            raise StopLine(printable(str(e), newlines=False), exit_code=128 + e.signal) from None
         except ZooError as e:  # may quote a file's contents: escaped, and kept to one line
             raise UserError(printable(str(e), newlines=False)) from None
         except click.NoSuchOption as e:
@@ -245,29 +247,50 @@ class TrainCommand(click.Command):
         ctx.meta["zoo.args"] = list(args)
         return super().parse_args(ctx, args)
 
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    OWN = ("epochs", "lr", "batch_size", "seed")  # hyperparameters train has options of its own for
+
+    def help_plan(self, ctx: click.Context):
+        """The plan this command line would train with (its options, defaults fitted to its data), or None."""
         from zoo.loop.plan import plan
 
-        args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
-        given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
-        p = None
-        if given.get("model") and given.get("task"):
-            try:  # the values this command line would train with: its options, and defaults fitted to its data
-                p = plan(given["model"], given["task"], _override_pairs(**given))
-            except ZooError:
+        if "zoo.plan" not in ctx.meta:
+            args = [a for a in ctx.meta.get("zoo.args", []) if a not in self.get_help_option_names(ctx)]
+            given = self.make_context(ctx.info_name, args, parent=ctx.parent, resilient_parsing=True).params
+            p = None
+            if given.get("model") and given.get("task"):
                 try:
-                    p = plan(given["model"], given["task"])
+                    p = plan(given["model"], given["task"], _override_pairs(**given))
                 except ZooError:
-                    pass
+                    try:
+                        p = plan(given["model"], given["task"])
+                    except ZooError:
+                        pass
+            ctx.meta["zoo.plan"] = p
+        return ctx.meta["zoo.plan"]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The options; with a pair, -e/--lr/-b/--seed are listed once, with the training hyperparameters."""
+        listed = self.help_plan(ctx) is not None
+        rows = [param.get_help_record(ctx) for param in self.get_params(ctx)
+                if not (listed and getattr(param, "name", None) in self.OWN)]
+        rows = [row for row in rows if row is not None]
+        if rows:
+            with formatter.section("Options"):
+                formatter.write_dl(rows)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        p = self.help_plan(ctx)
         if p is None:
             formatter.write_paragraph()
             formatter.write_text("Any hyperparameter of the model, the task or the training loop can be given as "
                                  "--name value or -o name=value; `zoo train MODEL TASK --help` lists them.")
             return
+        short = {param.name: ", ".join(param.opts) for param in self.params if param.name in self.OWN}
         for title, config in ((f"model {p.model.name}", p.model_config), (f"task {p.task.name}", p.task_config),
                               ("training", p.train_config)):
             helps = field_help(type(config))
-            rows = [(f"--{k.replace('_', '-')}", f"{helps[k]} [now: {v}]") for k, v in to_dict(config).items()]
+            rows = [(short.get(k) if title == "training" and k in short else f"--{k.replace('_', '-')}",
+                     f"{helps[k]} [now: {v}]") for k, v in to_dict(config).items()]
             if rows:
                 with formatter.section(f"Hyperparameters of {title}"):
                     formatter.write_dl(rows)
@@ -325,33 +348,34 @@ def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, 
         settings or ())
 
 
-def _run_training(model, task, pairs, *, quiet, threads, **options):
-    from zoo.loop.plan import plan
+def _run_training(model, task, pairs, *, quiet, threads, device, log_every, force=False, **options):
+    """Settle the run once, torch-free (every mistake in the settings is answered at once), then train it."""
     from zoo.loop.threads import prepare
 
-    if not options.get("resume"):
-        plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
-    prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
-    from zoo.loop.training import Interrupted
-    from zoo.loop.training import train as run
+    policy = prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
+    from zoo.loop.plan import plan_run
+
+    begun = plan_run(model, task, pairs, **options)
+    from zoo.loop.training import run
 
     # -q keeps one line: where the export went
     def echo(line: str) -> None:  # names, paths and metric strings from plugins and files: escaped
         click.echo(printable(line))
 
     log = (lambda line: line.startswith("saved ") and echo(line)) if quiet else echo
-    try:
-        run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
-    except Interrupted as e:
-        raise Stopped(str(e), exit_code=128 + e.signal) from None
+    run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force)
 
 
-def _run_folder(path: str) -> str:
-    """A run folder as given, or a run's name (MODEL-TASK-2, say) under checkpoints/."""
-    from zoo.store.runs import RUNS_ROOT
+def _located(target: str, need: str = "export"):
+    """The one run locator (zoo.store.runs.find) for a command's argument: an export, or a run with a
+    resumable state, or a run; a name that chose among several runs says which on stderr."""
+    from zoo.store import runs
 
-    named = os.path.join(RUNS_ROOT, path)
-    return named if not os.path.exists(path) and os.sep not in path and os.path.isdir(named) else path
+    found = (runs.export_of(target) if need == "export" else runs.resumable(target)[0] if need == "resume" else
+             runs.run_of(target, verb=need))
+    if found.picked:
+        click.echo(printable(found.picked, newlines=False), err=True)
+    return found.path if need == "export" else found.run
 
 
 @cli.command("resume")
@@ -366,21 +390,21 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
     over the added epochs, after the first has ended.
     """
-    from zoo.store.runs import Run
-
-    run_dir = _run_folder(run_dir)
-    info = Run(run_dir).state_info()
+    run = _located(run_dir, "resume")
+    info = run.state_info()
     pairs = [f"train.epochs={epochs}"] if epochs is not None else []
-    _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run_dir, resume=True,
+    _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run.dir, resume=True,
                   threads=threads, quiet=quiet, log_every=0)
 
 
 @cli.command("runs")
-@click.argument("root", default="checkpoints", type=click.Path(file_okay=False))
+@click.argument("root", required=False, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def runs_command(root, as_json):
-    """List the runs found under ROOT (default: checkpoints)."""
-    from zoo.store.runs import find_runs, summary
+    """List the runs found under ROOT (default: the runs root, checkpoints)."""
+    from zoo.store.runs import RUNS_ROOT, find_runs, summary
+
+    root = root or RUNS_ROOT
 
     rows = []
     for run in find_runs(root):
@@ -404,12 +428,12 @@ def runs_command(root, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="the PNG to write [default: RUN_DIR/curves.png]")
 def plot_command(run_dir, out):
     """Draw a run's loss and metric curves (matplotlib)."""
-    from zoo.store.runs import Run, plot_curves
+    from zoo.store.runs import plot_curves
 
-    run_dir = _run_folder(run_dir)
-    out = out or os.path.join(run_dir, "curves.png")
-    plot_curves(Run(run_dir), out)
-    click.echo(f"plotted {run_dir} to {out}")
+    run = _located(run_dir, "plot")
+    out = out or os.path.join(run.dir, "curves.png")
+    plot_curves(run, out)
+    click.echo(f"plotted {run.dir} to {out}")
 
 
 @cli.command("bench")
@@ -441,17 +465,14 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, th
     """
     from zoo.front import bench
 
-    try:
-        if merge:
-            bench.merge(list(names), out, plot=plot, echo=click.echo)
-            return
-        if len(names) != 2:
-            raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
-                           f"{'s' * (len(names) != 1)}")
-        bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
-                    shard=shard, plot=plot, threads=threads, echo=click.echo)
-    except bench.Stopped as e:
-        raise Stopped(str(e), exit_code=128 + e.signal) from None
+    if merge:
+        bench.merge(list(names), out, plot=plot, echo=click.echo)
+        return
+    if len(names) != 2:
+        raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
+                       f"{'s' * (len(names) != 1)}")
+    bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
+                shard=shard, plot=plot, threads=threads, echo=click.echo)
 
 
 def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: type) -> dict[str, str]:
@@ -487,10 +508,11 @@ class TaskCommand(click.Command):
 
 def _task_of(path: str):
     """The registered task a weights file names, or None (the command then reports what is wrong)."""
-    from zoo.store.checkpoint import read_metadata, weights_file
+    from zoo.store.exports import read_metadata
+    from zoo.store.runs import export_of
 
     try:
-        return registry().tasks.get(read_metadata(weights_file(path)).get("task", ""))
+        return registry().tasks.get(read_metadata(export_of(path).path).get("task", ""))
     except ZooError:
         return None
 
@@ -505,20 +527,21 @@ def _task_of(path: str):
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
 def eval_command(weights, task_options, settings, device, as_json, plot):
     """Recompute the metrics of exported weights."""
-    from zoo.store.checkpoint import load, read_card, weights_file
+    from zoo.store.exports import load, read_card, read_header, read_metadata
     from zoo.loop.data import device_of
-    from zoo.loop.training import evaluate, pick_device
+    from zoo.loop.inference import evaluate, pick_device
 
-    weights = weights_file(weights)
-    card = read_card(weights)
-    task = registry().get_task(card.task)
-    overrides = _task_overrides(list(task_options), settings, task.config)
+    weights = _located(weights)
+    header = read_header(weights)  # once: the card, and the architecture check before loading (None: ONNX)
+    task = registry().tasks.get(read_metadata(weights, header).get("task", ""))
+    overrides = _task_overrides(list(task_options), settings, task.config) if task is not None else {}
+    card = read_card(weights, overrides, header)  # says what is wrong with the file, or which plugin is missing
     missing = {name: path for name, path in card.sources.items() if name not in overrides}
     if missing:
         raise ZooError(f"{weights} was trained on " + " and ".join(f"--{k.replace('_', '-')} {v!r}" for k, v in
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
-    net = load(weights, pick_device(device), overrides)
+    net = load(weights, pick_device(device), overrides, header=header, card=card)
     data = _plugin_call(task, "its data", task.load_data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
         raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
@@ -572,10 +595,10 @@ def predict_command(weights, device, **options):
     WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
     WEIGHTS --help` shows them.
     """
-    from zoo.store.checkpoint import load, weights_file
-    from zoo.loop.training import pick_device
+    from zoo.store.exports import load
+    from zoo.loop.inference import pick_device
 
-    net = load(weights_file(weights), pick_device(device))
+    net = load(_located(weights), pick_device(device))
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
@@ -601,7 +624,7 @@ def export_command(source, fmt, out):
     """Write a run's (or an export's) network in another format: --format onnx."""
     from zoo.store.onnx_export import export
 
-    click.echo(f"wrote {export(source, fmt, out)}")
+    click.echo(f"wrote {export(_located(source) if fmt == 'onnx' else source, fmt, out)}")
 
 
 @cli.command("inspect")
@@ -626,9 +649,9 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
     from pathlib import Path
 
     from zoo.front.inspect import inspect
-    from zoo.store.checkpoint import read_card, weights_file
+    from zoo.store.exports import read_card
 
-    weights = weights_file(weights)
+    weights = _located(weights)
     task = registry().get_task(read_card(weights).task)
     overrides = _task_overrides([], settings, task.config)
     options = {k: v for k, v in {"feature": list(features), "beam": beam, "count": count}.items() if v}
@@ -643,9 +666,10 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def info_command(weights, as_json):
     """Show what an export says about itself."""
-    from zoo.store.checkpoint import describe, missing_plugins, provenance, weights_file
+    from zoo.store.checkpoint import missing_plugins, provenance
+    from zoo.store.exports import describe
 
-    fields = describe(weights_file(weights))  # the metadata alone: the plugins need not be installed
+    fields = describe(_located(weights))  # the metadata alone: the plugins need not be installed
     task = registry().tasks.get(fields["task"])
     files = provenance(fields["task_config"], task.config) if task is not None else {}
     if files:

@@ -234,8 +234,8 @@ def inspect(weights: Path, inputs: tuple[str, ...], out: Path | None, png: Path 
     import inspect as signatures
 
     from zoo.contract.registry import registry
-    from zoo.loop.training import pick_device
-    from zoo.store.checkpoint import load, read_card
+    from zoo.loop.inference import pick_device
+    from zoo.store.exports import load, read_card
     from zoo.store.files import replace_atomically
 
     card = read_card(weights)

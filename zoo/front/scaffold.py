@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from zoo.contract.registry import NAME
 from zoo.contract.specs import ZooError
 
-NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -153,7 +153,7 @@ def test_the_task_keeps_zoos_contract(task, check):
 
 def new_plugin(name: str, cell: bool, task: bool, where: str | Path = ".") -> Path:
     """Write the package `zoo-NAME` into `where`; both a cell and a task unless one is asked for."""
-    if not NAME.match(name):
+    if not (NAME.match(name) and name[0].isalpha() and "." not in name):  # registry's names, and a module's
         raise ZooError(f"plugin name {name!r} is not valid: use lowercase letters, digits, '-' and '_', starting "
                        f"with a letter")
     if not cell and not task:

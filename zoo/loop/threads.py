@@ -79,7 +79,8 @@ class Threads:
         self._last = None  # (monotonic time, busy jiffies of the machine, this process's CPU seconds)
         self._next = 0.0
 
-    def describe(self) -> str:
+    def summary(self) -> str:
+        """The thread count and where it comes from, for the line a run starts with."""
         if self.policy.fixed is not None:
             return f"{self.count} thread{'s' * (self.count != 1)} ({self.policy.source})"
         return f"{self.count} of {self.ceiling} threads (adapting to the load; --threads fixes it)"

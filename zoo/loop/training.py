@@ -1,4 +1,8 @@
-"""The one training loop, and `train()`, which resolves a model/task pair, runs the loop and exports.
+"""The one training loop (`fit`), and `run`, which trains a settled `Start` and exports it.
+
+Read top to bottom: `train` is `plan` + `run`; `run` opens the run folder, sets up the data and the
+network (`_set_up`), writes the run's config (`_open_folder`), trains (`fit`) and exports (`_export`).
+`fit` is the loop: each epoch's steps (`Loop.steps`), then its metrics, log line and saved state.
 
 A run saves a resumable state at the end of every epoch, and when asked to stop (Ctrl-C, SIGTERM)
 between two steps; resuming from it gives bit for bit the weights of a run never interrupted (CPU).
@@ -7,129 +11,38 @@ between two steps; resuming from it gives bit for bit the weights of a run never
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import os
-import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from zoo.nn.budget import check_step_memory, check_training_memory
-from zoo.contract.config import to_dict
+from zoo.contract.specs import Card, Problem, Stopped, Task, TaskData, TrainConfig, ZooError, plugin_failed
 from zoo.loop.data import epoch_order
 from zoo.loop.distributed import World, join, leave
-from zoo.loop.plan import plan
-from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
-from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError, plugin_failed
-from zoo.loop.threads import Threads
+from zoo.loop.inference import evaluate, format_metrics, pick_device
+from zoo.loop.plan import Start, named, plan_run
+from zoo.loop.state import Progress, capture, restore, restore_optimizer
+from zoo.loop.state import check as check_state
+from zoo.loop.threads import Policy, Threads
 from zoo.loop.threads import prepare as prepare_threads
+from zoo.nn.budget import check_step_memory, check_training_memory
+from zoo.store.runs import EXPORT, Run, new_run
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` takes CUDA, then Apple's MPS, then the CPU; any other device must exist here and hold data."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ZooError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "meta":
-        raise ZooError("device meta holds shapes, not numbers: nothing can be trained or run on it; use auto, cpu, "
-                       "cuda or mps")
-    if device.type == "cpu":
-        return device
-    if device.type == "mps":
-        backend = getattr(torch.backends, "mps", None)
-        available, count = bool(backend and backend.is_available()), 1
-    else:  # cuda, and the accelerators torch names after their module: xpu, ...
-        module = getattr(torch, device.type, None)
-        available = bool(module and hasattr(module, "is_available") and module.is_available())
-        count = module.device_count() if available and hasattr(module, "device_count") else 1
-    if not available:
-        raise ZooError(f"device {device.type} was asked for, but {device.type.upper()} is not available here"
-                       if device.type in ("cuda", "mps", "xpu") else
-                       f"torch cannot train on device {name!r} here; use auto, cpu, cuda, cuda:N or mps")
-    if device.index is not None and device.index >= count:
-        raise ZooError(f"device {name} was asked for, but there {'is' if count == 1 else 'are'} only {count} "
-                       f"{device.type} device{'s' * (count != 1)} (numbered from 0)")
-    return device
 
 
 def loss_function(problem: Problem) -> Callable:
     if problem.regression:
         return lambda out, y: F.mse_loss(out, y.view_as(out))
     return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-
-
-def _model_of(name: str):
-    from zoo.contract.registry import registry
-
-    return registry().models.get(name)
-
-
-def _model_failed(identity: dict | None, what: str, error: BaseException) -> ZooError:
-    name = (identity or {}).get("model", "?")
-    spec = _model_of(name)
-    return plugin_failed("model", name, spec.plugin if spec is not None else "", what, error)
-
-
-JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def metrics_problem(value: Any, where: str = "") -> str:
-    """What in a task's metrics cannot go into an export's JSON (a set, a tensor, a datetime), or ''."""
-    if isinstance(value, JSON_SCALARS):
-        return ""
-    if isinstance(value, (list, tuple)):
-        return next((p for i, v in enumerate(value) if (p := metrics_problem(v, f"{where}[{i}]"))), "")
-    if isinstance(value, Mapping):
-        for key, v in value.items():
-            if not isinstance(key, str):
-                return f"{where or 'the metrics'} has the key {key!r} ({type(key).__name__}), not a string"
-            problem = metrics_problem(v, f"{where}.{key}" if where else key)
-            if problem:
-                return problem
-        return ""
-    return f"{where or 'the metrics'} is a {type(value).__module__}.{type(value).__name__}" .replace(
-        "builtins.", "") + " (metrics are numbers, strings, lists and maps)"
-
-
-def evaluate(task: Task, model: torch.nn.Module, data: TaskData, split: str) -> dict:
-    """The task's metrics on `split`, checked as they are returned: a plugin's mistake is one line naming it."""
-    try:
-        with torch.no_grad():
-            metrics = task.evaluate(model, data, split)
-    except (ZooError, KeyboardInterrupt):
-        raise
-    except Exception as e:
-        raise plugin_failed("task", task.name, task.plugin, "evaluate()", e) from None
-    if not isinstance(metrics, Mapping):
-        raise ZooError(f"task {task.name!r} ({task.plugin or 'unregistered'}) returned {type(metrics).__name__} "
-                       f"from evaluate(), not a map of metrics")
-    problem = metrics_problem(dict(metrics))
-    if problem:
-        raise ZooError(f"task {task.name!r} ({task.plugin or 'unregistered'}) returned metrics that cannot be "
-                       f"saved: {problem}")
-    return dict(metrics)
-
-
-def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """The scalar metrics on one line (tables such as a confusion matrix are for `zoo eval`)."""
-    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "split"}
-    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
 
 
 class ProgressBar:
@@ -182,6 +95,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)  # asked once per process: the answer is the machine's
 def cpu_has_native_bf16() -> bool:
     checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return any(check() for check in checks if check is not None)  # private probes: absent means unknown, so no
@@ -196,31 +110,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     return None
 
 
-class Interrupted(ZooError):
-    """Training stopped on request; the message says what was kept."""
-
-    def __init__(self, message: str, signal: int = 2, complete: bool = False):
-        super().__init__(message)
-        self.signal = signal  # SIGINT or SIGTERM: the shell's exit code is 128 + it
-        self.complete = complete  # the message says all there is to say
-
-
-@dataclass
-class Progress:
-    """Where a run stands. Saved with the state, so that a resumed run picks up exactly here."""
-
-    epoch: int = 1  # the epoch in progress, or the next one between epochs
-    batch: int = 0  # batches of that epoch already done
-    loss_sum: float = 0.0  # that epoch's loss so far, times its examples
-    examples: int = 0
-    seconds: float = 0.0
-    lr: float = 0.0  # the learning rate the epoch began with
-    best: float | None = None  # the best monitored metric, for --patience
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    done: bool = False  # every epoch ran, or early stopping ended the run
-    # the last epoch of each learning-rate schedule: one for a run, one more each time it is extended
-    schedule_ends: list[int] = field(default_factory=list)
+Interrupted = Stopped  # the name this module gave it before zoo.contract.specs.Stopped was the one stop
 
 
 @contextlib.contextmanager
@@ -256,183 +146,211 @@ def stop_requests():
 _stop_request = None
 
 
-def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
-            identity: dict, status: str) -> tuple[dict, dict]:
-    """Everything a resumed run needs, as safetensors tensors and JSON (the tensors may share memory
-    with the model: write them out before the next step)."""
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"best/{k}": v.cpu().contiguous() for k, v in (best or {}).items()})
-    optimizer_state = optimizer.state_dict()
-    for index, values in optimizer_state["state"].items():
-        tensors.update({f"optimizer/{index}/{name}": t.cpu().contiguous() for name, t in values.items()})
-    numpy_state = np.random.get_state()
-    tensors["rng/torch"], tensors["rng/shuffle"] = torch.get_rng_state(), shuffle_state
-    tensors["rng/numpy"] = torch.from_numpy(numpy_state[1].astype(np.int64))
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors.update({f"rng/cuda/{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    python_state = random.getstate()
-    info = {**identity, "status": status, "pid": os.getpid(), "progress": asdict(at),
-            "optimizer_groups": optimizer_state["param_groups"],
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "numpy_rng": [numpy_state[0], *numpy_state[2:]],
-            "python_rng": [python_state[0], list(python_state[1]), python_state[2]]}
-    return tensors, info
+def _model_failed(name: str, what: str, error: BaseException) -> ZooError:
+    """One line for a fault in a model plugin's code during a run, naming the plugin."""
+    from zoo.contract.registry import registry
+
+    spec = registry().models.get(name)
+    return plugin_failed("model", name, spec.plugin if spec is not None else "", what, error)
 
 
-def _part(tensors: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+# -- the loop ----------------------------------------------------------------------------------------------
+@dataclass
+class Loop:
+    """What the loop carries from step to step: the network, Adam, the schedule, the shuffle, the progress."""
 
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    data: TaskData
+    config: TrainConfig
+    device: torch.device
+    world: World
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    at: Progress
+    best: dict | None
+    dtype: torch.dtype | None
+    batches_per_epoch: int
+    scheduler: Any = None
+    schedule_end: int = 0
+    task: Task | None = None  # whose data and evaluation these are, and the model's name: named in a fault
+    model_name: str = "?"
 
-def restore_optimizer(tensors: dict, info: dict, optimizer) -> None:
-    state: dict = {}
-    for key, value in _part(tensors, "optimizer/").items():
-        index, name = key.split("/")
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_groups"]})
+    @classmethod
+    def begin(cls, model, data: TaskData, config: TrainConfig, device, world: World, resume, where,
+              dtype: torch.dtype | None) -> "Loop":
+        """A fresh loop, or one that picks up a captured state exactly where it was saved."""
+        net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        shuffle = torch.Generator().manual_seed(config.seed)
+        if resume:  # checked (state.check) by whoever loaded it, before anything was written
+            at, best = Progress(**resume[1]["progress"]), restore(*resume, model, shuffle)
+        else:
+            at, best = Progress(), None
+        if not at.schedule_ends or at.schedule_ends[-1] < config.epochs:
+            at.schedule_ends.append(config.epochs)
+        at.done = at.done and at.epoch > config.epochs
+        loop = cls(model, net, data, config, device, world, optimizer, shuffle, at, best, dtype,
+                   math.ceil(len(data.train) / config.batch_size))
+        fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
+        try:
+            if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
+                loop.new_schedule(min(at.epoch, config.epochs))
+                restore_optimizer(*resume, optimizer)
+                if loop.scheduler is not None:
+                    loop.scheduler.load_state_dict(resume[1]["scheduler"])
+            else:
+                if resume:
+                    restore_optimizer(*resume, optimizer)
+                loop.new_schedule(min(at.epoch, config.epochs))  # a finished run trains no more
+        except (TypeError, KeyError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            raise ZooError(f"{where} is damaged: its optimizer or schedule cannot be restored "
+                           f"({type(e).__name__})") from None
+        return loop
 
+    def new_schedule(self, epoch: int) -> None:
+        """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
+        ends = self.at.schedule_ends
+        self.schedule_end = next(e for e in ends if e >= epoch)
+        start = max([0] + [e for e in ends if e < epoch]) + 1
+        for group in self.optimizer.param_groups:  # a schedule starts from the run's lr (schedulers read the group's)
+            group["lr"] = self.config.lr
+        self.scheduler = make_scheduler(self.optimizer, self.config,
+                                        (self.schedule_end - start + 1) * self.batches_per_epoch)
 
-def restore(tensors: dict, info: dict, model, shuffle: torch.Generator) -> dict | None:
-    """Put back the weights and every random state of a captured state; returns the best weights or None."""
-    model.load_state_dict(_part(tensors, "model/"))
-    torch.set_rng_state(tensors["rng/torch"])
-    shuffle.set_state(tensors["rng/shuffle"])
-    name, position, has_gauss, cached = info["numpy_rng"]
-    np.random.set_state((name, tensors["rng/numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-    version, internal, gauss = info["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    return _part(tensors, "best/") or None
+    def steps(self, epoch: int, stop, bar: "ProgressBar", save: Callable, threads: Threads | None) -> torch.Tensor:
+        """One epoch's steps from where it stands; returns the epoch's summed loss (on the device)."""
+        at, config, train = self.at, self.config, self.data.train
+        loss_of = loss_function(self.data.problem)
+        epoch_start = self.shuffle.get_state()
+        batches = epoch_order(train, config.batch_size, self.shuffle, self.device)
+        if at.batch == 0:
+            at.lr = self.optimizer.param_groups[0]["lr"]
+        started = time.perf_counter() - at.seconds
+        total = torch.tensor(at.loss_sum, device=self.device)
+        self.model.train()
+        for number in range(at.batch, len(batches)):
+            index = batches[number]
+            if len(index) < self.world.size:  # too few examples to give every process some
+                continue
+            if threads is not None:
+                threads.adjust()
+            part = self.world.shard(index)
+            inputs, targets = self.batch(part)
+            try:
+                with torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
+                                    enabled=self.dtype is not None):
+                    outputs = self.net(*inputs) if isinstance(inputs, tuple) else self.net(inputs)
+                    loss = loss_of(outputs, targets)
+            except (ZooError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # the network's forward pass, or outputs the loss cannot take
+                raise _model_failed(self.model_name, "its forward pass (or its outputs do not fit the loss)",
+                                    e) from None
+            # DDP averages gradients over processes: weigh each by its share of the global batch
+            weight = len(part) * self.world.size / len(index)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * weight if weight != 1 else loss).backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            total += loss.detach() * len(part)
+            at.examples += len(part)
+            bar.step(f"{epoch}/{config.epochs}", loss)
+            if stop.pending and self.world.size == 1:  # between two steps: save exactly here, then leave
+                at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
+                save(epoch_start, "interrupted")
+                raise Stopped(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
+        at.seconds = time.perf_counter() - started
+        return total
+
+    def batch(self, part: torch.Tensor):
+        """The task's batch of these examples; a fault in its code is one line naming the plugin."""
+        try:
+            return self.data.train.batch(part)
+        except (ZooError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            task = self.task
+            raise plugin_failed("task", task.name if task else "?", task.plugin if task else "",
+                                "its data's batch()", e) from None
+
+    def record(self, epoch: int, total: torch.Tensor, run: Run | None) -> dict:
+        """The epoch's line of metrics.jsonl (every process's share summed); a loss that diverged is one line."""
+        seconds = self.at.seconds
+        loss_sum, examples = self.world.total(total.item(), self.at.examples)
+        row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": self.at.lr, "seconds": seconds,
+               "samples_per_s": examples / seconds}
+        if not math.isfinite(row["loss"]):
+            kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
+            raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
+        return row
+
+    def judge(self, task: Task, epoch: int, row: dict, monitor: str) -> None:
+        """Score the monitored split into `row`; keep the best score (and, with --patience, its weights)."""
+        row[monitor] = evaluate(task, self.model, self.data, monitor)
+        score = row[monitor].get(task.metric)
+        if not isinstance(score, (int, float)):
+            return
+        at = self.at
+        if at.best is None or (score < at.best if task.minimize else score > at.best):
+            at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
+            if self.config.patience:
+                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            at.bad_epochs += 1
 
 
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
-        log_every: int = 0, threads: Threads | None = None) -> Progress:
+        log_every: int = 0, threads: Threads | None = None, dtype: torch.dtype | None | str = "config") -> Progress:
     """Adam over shuffled mini-batches of the train split, one epoch after another.
 
     Each epoch: the steps, then the monitored split's metrics (every epoch when there is a validation
     split or --patience, else on the logged epochs), a log line (about 20 in all unless `log_every`),
     a line in the run's metrics.jsonl and a resumable state. `data` should be on `device` already.
     A resumed run whose `config.epochs` grew continues with a new learning-rate schedule of the same
-    kind over the added epochs (a warm restart) once the one it started with has ended.
+    kind over the added epochs (a warm restart) once the one it started with has ended. A `resume`
+    state must have passed `zoo.loop.state.check` against this network. `dtype`: the autocast dtype
+    (None: fp32), by default `autocast_dtype(config.precision, device)`.
     """
-    train, loss_of = data.train, loss_function(data.problem)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(len(train) / config.batch_size)
-    dtype = autocast_dtype(config.precision, device)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    at, best = (Progress(**resume[1]["progress"]), restore(*resume, model, shuffle)) if resume else (Progress(), None)
-    if not at.schedule_ends or at.schedule_ends[-1] < config.epochs:
-        at.schedule_ends.append(config.epochs)
-    at.done = at.done and at.epoch > config.epochs
-
-    def schedule(epoch: int):
-        """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
-        end = next(e for e in at.schedule_ends if e >= epoch)
-        start = max([0] + [e for e in at.schedule_ends if e < epoch]) + 1
-        for group in optimizer.param_groups:  # a schedule starts from the run's lr (schedulers read the group's)
-            group["lr"] = config.lr
-        return make_scheduler(optimizer, config, (end - start + 1) * batches_per_epoch), end
-
-    fresh = at.batch == 0 and at.epoch - 1 in (0, *at.schedule_ends)  # a schedule starts with this epoch
-    if resume and not fresh:  # optimizer after scheduler: a new scheduler resets the learning rate
-        (scheduler, schedule_end), _ = schedule(min(at.epoch, config.epochs)), restore_optimizer(*resume, optimizer)
-        if scheduler is not None:
-            scheduler.load_state_dict(resume[1]["scheduler"])
-    else:
-        if resume:
-            restore_optimizer(*resume, optimizer)
-        scheduler, schedule_end = schedule(min(at.epoch, config.epochs))  # a finished run trains no more
+    dtype = autocast_dtype(config.precision, device) if dtype == "config" else dtype
+    loop = Loop.begin(model, data, config, device, world, resume, run.state_path if run else "the state", dtype)
+    loop.task, loop.model_name = task, (identity or {}).get("model", "?")  # named in a plugin's fault
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
-    bar = ProgressBar(progress and world.main, config.epochs * batches_per_epoch,
-                      (at.epoch - 1) * batches_per_epoch + at.batch)
+    bar = ProgressBar(progress and world.main, config.epochs * loop.batches_per_epoch,
+                      (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
 
     def save(shuffle_state, status):
         if saving:
-            run.save_state(*capture(model, optimizer, scheduler, shuffle_state, at, best, identity or {}, status))
+            run.save_state(*capture(model, loop.optimizer, loop.scheduler, shuffle_state, loop.at, loop.best,
+                                    identity or {}, status))
 
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
-            raise Interrupted("interrupted before the first step", stop.signal)
-        for epoch in range(at.epoch, config.epochs + 1):
-            if at.done:
+            raise Stopped("interrupted before the first step", stop.signal)
+        for epoch in range(loop.at.epoch, config.epochs + 1):
+            if loop.at.done:
                 break
-            if epoch > schedule_end:
-                scheduler, schedule_end = schedule(epoch)
-            epoch_start = shuffle.get_state()
-            batches = epoch_order(train, config.batch_size, shuffle, device)
-            if at.batch == 0:
-                at.lr = optimizer.param_groups[0]["lr"]
-            started = time.perf_counter() - at.seconds
-            total = torch.tensor(at.loss_sum, device=device)
-            model.train()
-            for number in range(at.batch, len(batches)):
-                index = batches[number]
-                if len(index) < world.size:  # too few examples to give every process some
-                    continue
-                if threads is not None:
-                    threads.adjust()
-                part = world.shard(index)
-                try:
-                    inputs, targets = train.batch(part)
-                except (ZooError, KeyboardInterrupt):
-                    raise
-                except Exception as e:
-                    raise plugin_failed("task", task.name, task.plugin, "its data's batch()", e) from None
-                try:
-                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        outputs = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
-                        loss = loss_of(outputs, targets)
-                except (ZooError, KeyboardInterrupt):
-                    raise
-                except Exception as e:  # the network's forward pass, or outputs the loss cannot take
-                    raise _model_failed(identity, "its forward pass (or its outputs do not fit the loss)", e) from None
-                # DDP averages gradients over processes: weigh each by its share of the global batch
-                weight = len(part) * world.size / len(index)
-                optimizer.zero_grad(set_to_none=True)
-                (loss * weight if weight != 1 else loss).backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                total += loss.detach() * len(part)
-                at.examples += len(part)
-                bar.step(f"{epoch}/{config.epochs}", loss)
-                if stop.pending and world.size == 1:  # between two steps: save exactly here, then leave
-                    at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
-                    save(epoch_start, "interrupted")
-                    raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
-            seconds = time.perf_counter() - started
-            loss_sum, examples = world.total(total.item(), at.examples)
-            row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
-                   "samples_per_s": examples / seconds}
-            if not math.isfinite(row["loss"]):
-                kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
-                raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
-            last = epoch == config.epochs
+            if epoch > loop.schedule_end:
+                loop.new_schedule(epoch)
+            row = loop.record(epoch, loop.steps(epoch, stop, bar, save, threads), run)
+            seconds, last = row["seconds"], epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
                 try:
-                    row[monitor] = evaluate(task, model, data, monitor)
+                    loop.judge(task, epoch, row, monitor)
                 except ZooError as e:  # a plugin's mistake: the epochs saved before stay resumable
-                    kept = f"; the trained state after epoch {epoch - 1} is kept: zoo resume {run.dir} continues " \
-                           f"once the plugin is fixed" if run and epoch > 1 else ""
+                    kept = (f"; the trained state after epoch {epoch - 1} is kept: zoo resume {run.dir} continues "
+                            f"once the plugin is fixed") if run and epoch > 1 else ""
                     raise ZooError(f"{e}{kept}") from None
-                score = row[monitor].get(task.metric)
-                if isinstance(score, (int, float)):
-                    if at.best is None or (score < at.best if task.minimize else score > at.best):
-                        at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
-                        if config.patience:
-                            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    else:
-                        at.bad_epochs += 1
-            early = world.agree(bool(config.patience) and at.bad_epochs >= config.patience)
-            at = replace(at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0, done=last or early)
+            early = world.agree(bool(config.patience) and loop.at.bad_epochs >= config.patience)
+            loop.at = at = replace(loop.at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0,
+                                   done=last or early)
             if world.main and (epoch % log_every == 0 or last or early):
                 shown_metrics = f"  {monitor} {format_metrics(row[monitor])}" if monitor in row else ""
                 bar.write(log, f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}{shown_metrics}  "
@@ -440,98 +358,241 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             if saving:
                 run.log(row)
             stopping = world.agree(stop.pending)
-            save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else "running")
+            save(loop.shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else "running")
             if early:
                 bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
                                f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
             if stopping:
-                raise Interrupted(f"interrupted after epoch {epoch}", stop.signal)
-    if config.patience and best is not None:
-        model.load_state_dict(best)
-    return at
+                raise Stopped(f"interrupted after epoch {epoch}", stop.signal)
+    if config.patience and loop.best is not None:
+        model.load_state_dict(loop.best)
+    return loop.at
 
 
+# -- a run: plan, open the folder, set up, fit, export -----------------------------------------------------
 def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, device: str = "auto",
-          out: str | Path | bool | None = None, run_dir: str | Path | None = None, resume: bool = False,
-          overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | None = None,
-          log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
-          force: bool = False) -> torch.nn.Module:
-    """Train `model` on `task` and return the network (with `.zoo`, its Card).
+          out: str | Path | None = None, write: bool = True, run_dir: str | Path | None = None,
+          resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+          threads: int | str | None = None, log: Callable[[str], None] = print, progress: bool = False,
+          log_every: int = 0, force: bool = False) -> torch.nn.Module:
+    """Train `model` on `task` and return the network (with `.zoo`, its Card): `plan_run` + `run`.
 
     Files go to the run folder: `run_dir`, or by default a new checkpoints/MODEL-TASK, -2, -3, ...
     (config.json, metrics.jsonl, the resumable state.safetensors and the export model.safetensors;
-    `out` puts the export elsewhere; `out=False` writes nothing at all). A `run_dir` that holds a
+    `out` puts the export elsewhere; `write=False` writes nothing at all). A `run_dir` that holds a
     run needs `resume=True` (continue it; without `run_dir`, the pair's newest run) or `overwrite=True`.
     `init_from` starts from the weights of an export of the same model and task, its vocabulary
     and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
     load (see zoo.loop.threads). Under torchrun, every process trains its share and rank 0 writes.
     """
+    if out is False:  # the old spelling of write=False
+        out, write = None, False
     policy = prepare_threads(threads)
+    begun = plan_run(model, task, overrides, out=out, write=write, run_dir=run_dir, resume=resume,
+                  overwrite=overwrite, init_from=init_from)
+    return run(begun, device=device, threads=policy, log=log, progress=progress, log_every=log_every, force=force)
+
+
+def run(begun: Start, *, device: str = "auto", threads: Policy | int | str | None = None,
+        log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
+        force: bool = False) -> torch.nn.Module:
+    """Train a settled start: lock its folder, set up, fit, export (see `train`)."""
+    policy = threads if isinstance(threads, Policy) else prepare_threads(threads)
     world, device = join(device)
     try:
-        return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,
-                      log, progress, log_every, force)
+        say = log if world.main else (lambda line: None)
+        folder = begun.run if begun.write and world.main else None
+        if folder is not None and (begun.resumed or folder.dir.exists()):
+            folder.lock()  # continued or replaced: ours from now on
+        with _unlocked_on_failure(folder):
+            net, data, state, dev, pool = _set_up(begun, device, policy, force, folder)
+        dtype = autocast_dtype(begun.plan.train_config.precision, dev)
+        return _train_and_export(begun, folder, net, data, state, dev, dtype, pool, world, say, progress, log_every)
     finally:
         if world.size > 1:
             leave()
 
 
-def _existing_run(model: str, task: str, run_dir, resume: bool, overwrite: bool, lock: bool) -> Run | None:
-    """The run folder to continue or replace, checked and (if `lock`) locked; None when a new one is to be made."""
-    if resume and overwrite:
-        raise ZooError("--resume continues the run in the folder and --overwrite replaces it: give one of them")
-    if resume:
-        runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
-        if not runs:
-            raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
-        run = runs[-1]
-        run.state_info()  # says what is wrong before anything else happens
-    elif run_dir is None:
-        return None
-    else:
-        run = Run(run_dir)
-        if run.dir.exists() and not run.dir.is_dir():
-            raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
-        if run.exists() and not overwrite:
-            raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
-                           f"another --run-dir")
-        if not run.dir.exists():
-            return run  # made when training starts, so that a failure before leaves no empty folder
-    if lock:
-        run.lock()
-    return run
-
-
-def _check_out(out: Path, run: Run | None, task_config: Any) -> None:
-    """--out must not land on a run's own files or on the data the task reads."""
-    from zoo.contract.config import path_fields
-
-    target = out.resolve()
-    for name in path_fields(type(task_config)):
-        value = getattr(task_config, name)
-        if value and "://" not in value and Path(value).resolve() == target:
-            raise ZooError(f"--out {out} is the task's input ({name}); choose another file for the export")
-    own = target.parent == run.dir.resolve() if run is not None else False
-    if target.name in (CONFIG, METRICS, STATE, LOCK) and (own or (target.parent / CONFIG).is_file()):
-        raise ZooError(f"--out {out} would overwrite a run's own {target.name}; choose another file for the export")
-
-
 @contextlib.contextmanager
-def _named(option: str) -> Iterator[None]:
-    """Prefix the one-line errors raised inside with the option they came from."""
+def _unlocked_on_failure(folder: Run | None) -> Iterator[None]:
     try:
         yield
-    except ZooError as e:
-        if str(e).startswith(option):
-            raise
-        raise ZooError(f"{option} {e}") from None
+    except KeyboardInterrupt as e:
+        if folder is not None:
+            folder.unlock()
+        raise Stopped("interrupted before training started; nothing was written",
+                          getattr(e, "signal", signal.SIGINT)) from None
+    except BaseException:
+        if folder is not None:
+            folder.unlock()
+        raise
+
+
+def _set_up(begun: Start, device: str, policy: Policy, force: bool, folder: Run | None):
+    """The device, the data and the network (from an export's weights, or a checked state); nothing written."""
+    p = begun.plan
+    dev = pick_device(device)
+    if not force:  # settings that cannot fit are refused before any file, data or weights exist
+        check_training_memory(p, dev)
+    pool = policy.start()
+    try:
+        data = p.task.load_data(p.task_config, begun.init_card.meta if begun.init_card else None).to(dev)
+    except (ZooError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise plugin_failed("task", p.task.name, p.task.plugin, "its data()", e) from None
+    torch.manual_seed(p.train_config.seed)
+    try:
+        net = p.model.build(p.model_config, data.problem).to(dev)
+    except (ZooError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise plugin_failed("model", p.model.name, p.model.plugin, "build()", e) from None
+    if not force:  # now with the data's sizes and sequence lengths
+        check_step_memory(net, data, p, dev)
+    if begun.init_from is not None:
+        _init_weights(net, begun.init_from)
+    state = None
+    if begun.resumed:  # a damaged or foreign state is one line, before any file changes
+        state = begun.run.load_state()
+        check_state(*state, net, torch.optim.Adam(net.parameters()), p.train_config.epochs, begun.run.state_path)
+    return net, data, state, dev, pool
+
+
+def _open_folder(begun: Start, folder: Run | None, data: TaskData, world: World) -> Run | None:
+    """Write the run's config (a new run) or trim its log to the saved state (a resumed one)."""
+    if folder is None and (not begun.write or not world.main):
+        return None
+    p = begun.plan
+    if begun.resumed:
+        folder.keep_history(begun.state["progress"]["epoch"] - 1)
+        if begun.extended:
+            folder.update_config(train_config=begun.identity()["train_config"])
+        return folder
+    made, folder = folder is None, folder or new_run(begun.base)
+    try:
+        if not folder.locked:
+            folder.lock()  # makes the folder if need be
+        export = begun.export or folder.dir / EXPORT
+        folder.begin({**begun.identity(), "export": folder.relative(export), "metric": p.task.metric,
+                      "minimize": p.task.minimize, "monitor": data.monitor_split, "world_size": world.size,
+                      **({"init_from": str(begun.init_from)} if begun.init_from is not None else {})})
+    except BaseException:
+        if made or folder.locked:
+            folder.discard()  # a run that never started leaves no half-made folder
+        raise
+    return folder
+
+
+def _announce(begun: Start, folder: Run | None, net, data: TaskData, dev, dtype, pool: Threads, world: World,
+              say) -> None:
+    p = begun.plan
+    params = sum(t.numel() for t in net.parameters())
+    verb = "extending" if begun.extended else "resuming" if begun.resumed else "training"
+    say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
+        f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
+        f"{f', {pool.summary()}' if dev.type == 'cpu' else ''}"
+        f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
+        f"{f', from {begun.init_from}' if begun.init_from is not None else ''}"
+        f"{f'; run in {folder.dir}' if folder else ''}")
+    if p.note:
+        say(p.note)
+    if begun.extended:
+        say(f"extending from {begun.planned} to {p.train_config.epochs} epochs"
+            + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
+               if p.train_config.schedule != "constant" else ""))
+
+
+def _train_and_export(begun: Start, folder: Run | None, net, data, state, dev, dtype, pool, world, say, progress,
+                      log_every) -> torch.nn.Module:
+    """Open the folder, fit, evaluate, export; a stop or a failure says what was kept."""
+    p, fresh_run = begun.plan, not begun.resumed  # a run this call starts: discarded if it ends before a state
+    try:
+        with stop_requests():  # from here a stop waits for a safe point: no half-made run folder
+            folder = _open_folder(begun, folder, data, world)
+            _announce(begun, folder, net, data, dev, dtype, pool, world, say)
+            fit(net, data, p.task, p.train_config, dev, run=folder if world.main else None,
+                identity=begun.identity(), resume=state, world=world, log=say, progress=progress,
+                log_every=log_every, threads=pool, dtype=dtype)
+        fresh_run = False  # from here on the run folder holds a state worth keeping
+        split = data.report_split
+        try:
+            metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
+        except ZooError as e:
+            if folder is None or isinstance(e, Stopped):
+                raise
+            raise ZooError(f"{e}; the trained state is kept: zoo resume {folder.dir} writes the export once the "
+                           f"plugin is fixed") from None
+        say(f"final ({split} split): {format_metrics(metrics)}")
+        net.eval()
+        net.zoo = _card(begun, data, metrics, dev, dtype)
+        export = begun.export or (folder.dir / EXPORT if folder is not None else None)
+        if export is not None and world.main:
+            _export(net, export, folder, say)
+        return net
+    except (Stopped, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the steps (set-up, final evaluation)
+        raise _interrupted(e, folder, fresh_run) from None
+    except BaseException:
+        if folder is not None and fresh_run and not folder.state_path.is_file():
+            folder.discard()  # failed before its first epoch ended: leave no half-made run behind
+        raise
+    finally:
+        if folder is not None:
+            folder.unlock()
+
+
+def _card(begun: Start, data: TaskData, metrics: dict, dev, dtype) -> Card:
+    from zoo import __version__
+
+    p = begun.plan
+    return Card(model=p.model.name, task=p.task.name, model_config=p.model_config, task_config=p.task_config,
+                train_config=p.train_config, problem=data.problem, meta=data.meta, metrics=metrics,
+                versions={"zoo": __version__, "torch": torch.__version__, "model_plugin": p.model.plugin,
+                          "task_plugin": p.task.plugin, "device": str(dev),
+                          "precision": "bf16 autocast" if dtype else "fp32"})
+
+
+def _export(net, export: Path, folder: Run | None, say) -> None:
+    from zoo.store.checkpoint import save
+
+    with stop_requests() as stop:
+        if folder is not None:
+            folder.check_still_here()  # no "saved ..." into a folder that is no longer the run's
+        try:
+            save(net, net.zoo, export, checked=True)
+        except ZooError as e:
+            if folder is None:
+                raise
+            raise ZooError(f"{e}; the trained state is saved: zoo resume {folder.dir} writes the export once "
+                           f"there is room") from None
+    where = "" if folder is None or export.absolute().parent == folder.dir.absolute() else f"; run in {folder.dir}"
+    say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
+    if stop.pending:
+        raise Stopped(f"interrupted as the run ended; its export {export} is complete", stop.signal,
+                          complete=True)
+
+
+def _interrupted(e: BaseException, folder: Run | None, fresh_run: bool) -> Stopped:
+    """The one line a stop ends with: what was kept, and how to continue."""
+    if isinstance(e, Stopped) and e.complete:
+        return e
+    said = str(e) if isinstance(e, Stopped) else "interrupted"
+    signum = getattr(e, "signal", signal.SIGINT)
+    if folder is not None and folder.state_path.is_file():
+        said += f"; the state is saved: zoo resume {folder.dir} continues it"
+    elif folder is not None and fresh_run:
+        folder.discard()
+        said += "; nothing was kept"
+    else:
+        said += "; nothing was written"
+    return Stopped(said, signum)
 
 
 def _init_weights(net: torch.nn.Module, path: Path) -> None:
     """Load an export's weights into a freshly built network of the same architecture."""
     from zoo.store.checkpoint import load, tensor_differences
 
-    with _named("--init-from"):
+    with named("--init-from"):
         tensors = load(path).state_dict()  # checked as any export is: header, architecture, dtypes, finite values
     expected = net.state_dict()
     different = tensor_differences(*({k: (tuple(v.shape), str(v.dtype)) for k, v in state.items()}
@@ -542,175 +603,3 @@ def _init_weights(net: torch.nn.Module, path: Path) -> None:
     with torch.no_grad():
         for name, value in expected.items():
             value.copy_(tensors[name])
-
-
-def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy, log, progress,
-           log_every, force=False):
-    from zoo import __version__
-    from zoo.store.checkpoint import check_writable, read_card, save, weights_file
-
-    say = log if world.main else (lambda line: None)
-    run = None if out is False else _existing_run(model, task, run_dir, resume, overwrite, lock=world.main)
-    fresh_run = not resume  # a run this call starts: discarded if it ends before saving a state
-    state = None
-    try:
-        if resume:
-            state = run.load_state()
-            info = state[1]
-            if (info.get("model"), info.get("task")) != (model, task):
-                raise ZooError(f"the state in {run.dir} is of {info.get('model')} on {info.get('task')}, "
-                               f"not {model} on {task}")
-            saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
-            p = plan(model, task, overrides, saved)
-            done, planned = info["progress"]["epoch"] - 1, saved["train"].get("epochs")
-            changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
-                       for ns, config in (("model", p.model_config), ("task", p.task_config), ("train", p.train_config))
-                       for name, value in to_dict(config).items()
-                       if saved[ns].get(name) != value and (ns, name) != ("train", "epochs")]
-            if changed:
-                raise ZooError(f"a resumed run keeps the settings it started with: {'; '.join(changed)}")
-            if p.train_config.epochs < planned:
-                raise ZooError(f"the run in {run.dir} was to train {planned} epochs and has done {done}: a resumed "
-                               f"run can be extended (--epochs above {planned}), not shortened")
-            extended = p.train_config.epochs > planned
-            export = run.export_path if out is None else Path(out)
-            if info.get("status") == "finished" and not extended and out is None and export.is_file():
-                raise ZooError(f"the run in {run.dir} has finished its {planned} epochs and exported {export}: "
-                               f"nothing to resume (--epochs N, N above {planned}, extends it)")
-            if init_from is not None:
-                raise ZooError("--init-from starts a new run; a resumed run continues from its own state")
-            init_card = None
-        else:
-            init_card = None
-            if init_from is not None:  # its architecture and task settings, under the options given
-                with _named("--init-from"):
-                    init_from = weights_file(init_from)
-                    init_card = read_card(init_from)
-                if (init_card.model, init_card.task) != (model, task):
-                    raise ZooError(f"--init-from {init_from} is {init_card.model} on {init_card.task}: it can start "
-                                   f"{model} on {task} only if it is {model} on {task} too")
-            settled = {"model": to_dict(init_card.model_config), "task": to_dict(init_card.task_config)} if (
-                init_card) else None
-            p = plan(model, task, overrides, settled)
-            export = Path(out) if out not in (None, True, False) else None
-        dev = pick_device(device)
-        if not force:  # settings that cannot fit are refused before any file, data or weights exist
-            check_training_memory(p, dev)
-        if world.main and out is not False:
-            if export is not None and not resume:
-                _check_out(export, run, p.task_config)
-            check_writable(export or (run.dir if run else Path(RUNS_ROOT) / f"{model}-{task}") / EXPORT)
-        threads = policy.start()
-        try:
-            data = p.task.load_data(p.task_config, init_card.meta if init_card else None).to(dev)
-        except (ZooError, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            raise plugin_failed("task", p.task.name, p.task.plugin, "its data()", e) from None
-        torch.manual_seed(p.train_config.seed)
-        try:
-            net = p.model.build(p.model_config, data.problem).to(dev)
-        except (ZooError, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            raise plugin_failed("model", p.model.name, p.model.plugin, "build()", e) from None
-        if not force:  # now with the data's sizes and sequence lengths
-            check_step_memory(net, data, p, dev)
-        if init_from is not None:
-            _init_weights(net, init_from)
-    except KeyboardInterrupt as e:
-        if run is not None:
-            run.unlock()
-        raise Interrupted("interrupted before training started; nothing was written",
-                          getattr(e, "signal", signal.SIGINT)) from None
-    except BaseException:
-        if run is not None:
-            run.unlock()
-        raise
-    identity = {"model": p.model.name, "task": p.task.name, "model_config": to_dict(p.model_config),
-                "task_config": to_dict(p.task_config), "train_config": to_dict(p.train_config)}
-    try:
-        with stop_requests():  # from here a stop waits for a safe point: no half-made run folder
-            if out is not False and world.main:
-                if resume:
-                    run.keep_history(info["progress"]["epoch"] - 1)
-                    if extended:
-                        run.update_config(train_config=identity["train_config"])
-                else:
-                    if run is None:
-                        run = new_run(Path(RUNS_ROOT) / f"{model}-{task}")
-                    if not run.locked:
-                        run.lock()  # makes the folder if need be
-                    export = export or run.dir / EXPORT
-                    run.begin({**identity, "export": run.relative(export), "metric": p.task.metric,
-                               "minimize": p.task.minimize, "monitor": data.monitor_split, "world_size": world.size,
-                               **({"init_from": str(init_from)} if init_from is not None else {})})
-            dtype = autocast_dtype(p.train_config.precision, dev)
-            params = sum(t.numel() for t in net.parameters())
-            verb = "extending" if resume and extended else "resuming" if resume else "training"
-            say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
-                f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
-                f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
-                f"{f', {world.size} processes' if world.size > 1 else ''}{', bf16 autocast' if dtype else ''}"
-                f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
-            if p.note:
-                say(p.note)
-            if resume and extended:
-                say(f"extending from {planned} to {p.train_config.epochs} epochs"
-                    + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
-                       if p.train_config.schedule != "constant" else ""))
-            fit(net, data, p.task, p.train_config, dev, run=run if world.main else None, identity=identity,
-                resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
-        fresh_run = False  # from here on the run folder holds a state worth keeping
-        split = data.report_split
-        try:
-            metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
-        except ZooError as e:
-            if run is None or isinstance(e, Interrupted):
-                raise
-            raise ZooError(f"{e}; the trained state is kept: zoo resume {run.dir} writes the export once the "
-                           f"plugin is fixed") from None
-        say(f"final ({split} split): {format_metrics(metrics)}")
-        net.eval()
-        net.zoo = Card(model=p.model.name, task=p.task.name, model_config=p.model_config, task_config=p.task_config,
-                       train_config=p.train_config, problem=data.problem, meta=data.meta, metrics=metrics,
-                       versions={"zoo": __version__, "torch": torch.__version__, "model_plugin": p.model.plugin,
-                                 "task_plugin": p.task.plugin, "device": str(dev),
-                                 "precision": "bf16 autocast" if dtype else "fp32"})
-        if export is not None and world.main:
-            with stop_requests() as stop:
-                if run is not None:
-                    run.check_still_here()  # no "saved ..." into a folder that is no longer the run's
-                try:
-                    save(net, net.zoo, export)
-                except ZooError as e:
-                    if run is None:
-                        raise
-                    raise ZooError(f"{e}; the trained state is saved: zoo resume {run.dir} writes the export once "
-                                   f"there is room") from None
-            where = "" if run is None or export.absolute().parent == run.dir.absolute() else f"; run in {run.dir}"
-            say(f"saved {export} ({export.stat().st_size / 1024:,.1f} KiB){where}")
-            if stop.pending:
-                raise Interrupted(f"interrupted as the run ended; its export {export} is complete", stop.signal,
-                                  complete=True)
-        return net
-    except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the steps (set-up, final evaluation)
-        if isinstance(e, Interrupted) and e.complete:
-            raise
-        said = str(e) if isinstance(e, Interrupted) else "interrupted"
-        signum = getattr(e, "signal", signal.SIGINT)
-        if run is not None and run.state_path.is_file():
-            said += f"; the state is saved: zoo resume {run.dir} continues it"
-        elif run is not None and fresh_run:
-            run.discard()
-            said += "; nothing was kept"
-        else:
-            said += "; nothing was written"
-        raise Interrupted(said, signum) from None
-    except BaseException:
-        if run is not None and fresh_run and not run.state_path.is_file():
-            run.discard()  # failed before its first epoch ended: leave no half-made run behind
-        raise
-    finally:
-        if run is not None:
-            run.unlock()

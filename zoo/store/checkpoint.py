@@ -11,39 +11,35 @@ is compared with the tensors on torch's meta device before anything real is buil
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
-import stat
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from zoo.contract.config import make_config, path_fields, to_dict
 from zoo.store.display import printable
-from zoo.store.files import remove_stale_temporaries, write_bytes_atomically
+from zoo.store.files import check_replaceable, remove_stale_temporaries, write_bytes_atomically
+from zoo.store.header import (DTYPE_BYTES, MAX_HEADER, TORCH_DTYPES, check_regular_file,  # noqa: F401 (re-exported)
+                              entry_problem, read_header)
 from zoo.contract.registry import registry
 from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
 
 FORMAT = "zoo/1"
-MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-# bytes per element of each safetensors dtype, and the torch dtypes of those torch has
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-TORCH_DTYPES = {"BOOL": "torch.bool", "U8": "torch.uint8", "I8": "torch.int8", "I16": "torch.int16",
-                "F16": "torch.float16", "BF16": "torch.bfloat16", "I32": "torch.int32", "F32": "torch.float32",
-                "I64": "torch.int64", "F64": "torch.float64"}
 # the metadata entries of an export and their JSON types (model and task are plain strings)
-FIELDS = {"model": str, "task": str, "model_config": dict, "task_config": dict, "train_config": dict, "problem": dict,
-          "meta": dict, "metrics": dict, "versions": dict, "plugins": list}
+# the Card's fields an export records (`sources` is read back from its task config), then who made it
+CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card) if f.name != "sources")
+FIELDS = {**{name: str if name in ("model", "task") else dict for name in CARD_FIELDS}, "plugins": list}
 
 
 def check_writable(path: Path) -> None:
     """Fail before training, not after, when the export cannot be written (creating nothing)."""
     if path.is_dir():
         raise ZooError(f"{path} is a directory; give a file name ending in .safetensors")
+    check_replaceable(path)
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the folders still to make are made when the export is written
@@ -53,27 +49,23 @@ def check_writable(path: Path) -> None:
         raise ZooError(f"cannot write {path}: {folder} is not writable")
 
 
-def save(model: Any, card: Card, path: str | Path) -> Path:
-    """Write weights and card atomically: a temporary file in the same folder, then a rename."""
+def save(model: Any, card: Card, path: str | Path, checked: bool = False) -> Path:
+    """Write weights and card atomically: a temporary file in the same folder, then a rename.
+
+    `checked`: the caller ran `check_writable(path)` already (training does, before it starts)."""
     from safetensors.torch import save as serialize
 
     path = Path(path)
     # clone: tied weights would share storage, which safetensors refuses; loading restores both copies
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "model": card.model,
-        "task": card.task,
-        "model_config": json.dumps(to_dict(card.model_config)),
-        "task_config": json.dumps(to_dict(card.task_config)),
-        "train_config": json.dumps(to_dict(card.train_config)),
-        "problem": json.dumps(asdict(card.problem)),
-        "meta": json.dumps(card.meta),
-        "metrics": json.dumps(card.metrics),
-        "versions": json.dumps(card.versions),
-        "plugins": json.dumps(contributors(card)),  # so that a missing plugin can be named, with its version
-    }
-    check_writable(path)
+    metadata = {"format": FORMAT}
+    for name in CARD_FIELDS:  # strings as they are; configs and the problem as JSON objects, the rest as JSON
+        value = getattr(card, name)
+        metadata[name] = value if FIELDS[name] is str else json.dumps(
+            asdict(value) if is_dataclass(value) else value)
+    metadata["plugins"] = json.dumps(contributors(card))  # so that a missing plugin can be named, with its version
+    if not checked:
+        check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)  # what an export killed before this one left
     data = serialize(tensors, metadata=metadata)  # bytes: safetensors' own file writer leaves .tmp files on a kill
@@ -84,132 +76,14 @@ def save(model: Any, card: Card, path: str | Path) -> Path:
     return path
 
 
-def weights_file(path: str | Path) -> Path:
-    """The export a path stands for: the file itself, a run folder's export, or a run's name
-    (MODEL-TASK: the newest run of that pair under checkpoints/ that has an export)."""
-    from zoo.store.runs import RUNS_ROOT, Run, runs_of
-
-    path = Path(path)
-    if path.is_dir():
-        run = Run(path)
-        if not run.export_path.exists():
-            raise ZooError(run.why_no_export())
-        return run.export_path
-    if path.exists() or path.is_symlink() or path.suffix in (".safetensors", ".onnx"):
-        return path  # check_regular_file says what is wrong with it
-    if len(path.parts) == 1:
-        runs = runs_of(path.name)
-        with_export = [run for run in reversed(runs) if run.export_path.is_file()]
-        if with_export:
-            return with_export[0].export_path
-        if runs:
-            raise ZooError(runs[-1].why_no_export())
-        raise ZooError(f"{path}: no such file, and no run named {path} under {RUNS_ROOT}/ (zoo runs lists them)")
-    raise ZooError(f"{path}: no such file or run folder")
-
-
-def check_regular_file(path: Path) -> int:
-    """The size of `path`, or one line saying why it is not a file weights can be read from.
-
-    Checked before opening: a FIFO would block the open, /dev/zero would never end.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        kind = "a broken symbolic link" if path.is_symlink() else "no such file"
-        raise ZooError(f"{path}: {kind}") from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ZooError(f"{path} is a symbolic link loop, not a file") from None
-        raise ZooError(f"{path}: {e.strerror}") from None
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    for test, kind in kinds:
-        if test(mode):
-            raise ZooError(f"{path} is {kind}, not a weights file")
-    if not stat.S_ISREG(mode):
-        raise ZooError(f"{path} is not a regular file")
-    if not os.access(path, os.R_OK):
-        raise ZooError(f"{path}: permission denied")
-    return path.stat().st_size
-
-
-def read_header(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """(metadata, tensor entries) of a safetensors file, checked for truncation and for entries that
-    contradict themselves (a shape whose bytes are not the bytes given); torch is not needed."""
-    path = Path(path)
-    size = check_regular_file(path)
-    with open(path, "rb") as f:
-        prefix = f.read(9)
-        length = int.from_bytes(prefix[:8], "little")
-        if len(prefix) < 9 or prefix[8:9] != b"{" or length > MAX_HEADER:
-            raise ZooError(f"{path} is not a safetensors file")
-        if 8 + length > size:
-            raise ZooError(f"{path} is truncated: its header alone needs {8 + length} bytes, the file has {size}")
-        try:
-            header = json.loads(prefix[8:] + f.read(length - 1))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ZooError(f"{path} is not a safetensors file (its header is not JSON)") from None
-        except RecursionError:
-            raise ZooError(f"{path} is not a safetensors file (its header nests too deeply)") from None
-    if not isinstance(header, dict):
-        raise ZooError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise ZooError(f"{path} is not a safetensors file (its metadata is not a map of strings)")
-    end = 0
-    for name, entry in header.items():
-        problem = entry_problem(entry)
-        if problem:
-            raise ZooError(f"{path} is not a safetensors file (tensor {name!r}: {problem})")
-        end = max(end, entry["data_offsets"][1])
-    if 8 + length + end > size:
-        raise ZooError(f"{path} is truncated: it should hold {8 + length + end} bytes, it has {size}")
-    return metadata, header
-
-
-def entry_problem(entry: Any) -> str:
-    """What is wrong with one tensor entry of a safetensors header, or ''."""
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        return "not a dtype, shape and data_offsets"
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_BYTES:
-        return f"unknown dtype {str(dtype)!r}"
-    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-        return "its shape is not a list of sizes"
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        return "malformed data_offsets"
-    if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
-        return f"a {dtype} tensor of shape {tuple(shape)} cannot fill bytes {offsets[0]}-{offsets[1]}"
-    return ""
-
-
-def describe(path: str | Path) -> dict[str, Any]:
+def describe(path: str | Path, header: tuple[dict, dict] | None = None) -> dict[str, Any]:
     """What an export says about itself, checked for type but not interpreted: no plugin is needed,
-    so `zoo info` works on a file whose model or task is not installed. An .onnx file: zoo.store.onnx_file."""
-    if is_onnx(path):
-        from zoo.store.onnx_file import describe as describe_onnx
-
-        return describe_onnx(path)
-    metadata, _ = read_header(path)
+    so `zoo info` works on a file whose model or task is not installed. `header`: `read_header(path)`,
+    if the caller has read it already. (An export in either format: zoo.store.exports.)"""
+    metadata, _ = header or read_header(path)
     if metadata.get("format") != FORMAT:
         raise ZooError(f"{path} is a safetensors file, but not one zoo exported (no '{FORMAT}' format tag)")
     return card_fields(path, metadata)
-
-
-def is_onnx(path: str | Path) -> bool:
-    """An ONNX export (zoo export --format onnx) rather than safetensors: told by its name, as it is written."""
-    return Path(path).suffix.lower() == ".onnx"
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata entries of an export, safetensors or ONNX, unchecked beyond their being strings."""
-    if is_onnx(path):
-        from zoo.store.onnx_file import read_model
-
-        return read_model(path)[1]
-    return read_header(path)[0]
 
 
 def card_fields(path: Any, metadata: dict[str, str]) -> dict[str, Any]:
@@ -217,7 +91,7 @@ def card_fields(path: Any, metadata: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for key, kind in FIELDS.items():
         if key not in metadata:
-            if key == "plugins":  # exports made before zoo recorded plugins have none
+            if key == "plugins":  # exports made before the plugins record (early 0.1 builds) name none
                 continue
             raise ZooError(f"{path} has damaged zoo metadata (no {key!r})")
         try:
@@ -318,9 +192,15 @@ def provenance(task_config: dict[str, Any], config: type) -> dict[str, Any]:
     return {k: v for k, v in sources.items() if v and k in path_fields(config, folders=False)}
 
 
-def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) -> Card:
+def read_card(path: str | Path, task_overrides: dict[str, str] | None = None,
+              header: tuple[dict, dict] | None = None) -> Card:
     """The card of an export, with its configs rebuilt through the installed plugins."""
-    fields = describe(path)
+    return card_of(path, describe(path, header), task_overrides)
+
+
+def card_of(path: str | Path, fields: dict[str, Any], task_overrides: dict[str, str] | None = None) -> Card:
+    """The Card an export's described fields (`describe`) stand for, its configs rebuilt through the
+    installed plugins; a plugin that is missing is one line."""
     missing = missing_plugins(fields)
     if missing:
         raise ZooError(f"{path} was trained with {'; '.join(missing)}, which no installed plugin provides "
@@ -329,38 +209,32 @@ def read_card(path: str | Path, task_overrides: dict[str, str] | None = None) ->
     model_name, task_name = fields["model"], fields["task"]
     model, task = reg.models[model_name], reg.tasks[task_name]  # both in the plugins record: present
     sources = provenance(fields["task_config"], task.config)
-    return Card(
-        model=model_name,
-        task=task_name,
-        model_config=make_config(model.config, fields["model_config"], owner=f"{path}: model {model_name}"),
-        task_config=make_config(task.config, fields["task_config"], task_overrides or {}, owner=f"task {task_name}"),
-        train_config=make_config(TrainConfig, fields["train_config"], owner=f"{path}: training"),
-        problem=make_config(Problem, fields["problem"], owner=f"{path}: problem"),
-        meta=fields["meta"],
-        metrics=fields["metrics"],
-        versions=fields["versions"],
-        sources=sources,
-    )
+    rebuilt = {  # the fields that are configs, through their classes; the others as recorded
+        "model_config": make_config(model.config, fields["model_config"], owner=f"{path}: model {model_name}"),
+        "task_config": make_config(task.config, fields["task_config"], task_overrides or {}, owner=f"task {task_name}"),
+        "train_config": make_config(TrainConfig, fields["train_config"], owner=f"{path}: training"),
+        "problem": make_config(Problem, fields["problem"], owner=f"{path}: problem"),
+    }
+    return Card(**{name: rebuilt.get(name, fields[name]) for name in CARD_FIELDS}, sources=sources)
 
 
-def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None):
+def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] | None = None,
+         header: tuple[dict, dict] | None = None, card: Card | None = None):
     """Rebuild the model an export describes, load its weights and return it in eval mode.
 
     The returned module carries its Card as `.zoo` (names, configs, vocabulary, metrics). Before anything
     is allocated, the architecture the metadata describes is built on torch's meta device (shapes, no
     memory) and compared with the tensors the file holds, so that a small file cannot make zoo build a
-    huge model: the cost of refusing a hostile file is the cost of reading its header.
+    huge model: the cost of refusing a hostile file is the cost of reading its header. A caller that
+    read the header and the card already passes them (`zoo eval`: each is read once).
     """
-    if is_onnx(path):  # the network runs in onnxruntime
-        from zoo.store.onnx_net import load as load_onnx
-
-        return load_onnx(path, device, task_overrides)
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    card = read_card(path, task_overrides)
-    _, entries = read_header(path)
+    header = header or read_header(path)  # once: the card and the architecture check both come from it
+    card = card or read_card(path, task_overrides, header)  # (a caller's card has its overrides already)
+    entries = header[1]
     spec = registry().get_model(card.model)
     check_architecture(path, spec, card, entries)
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone

@@ -23,6 +23,7 @@ except ImportError:  # Windows: a lock file created exclusively, stale once its 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has no symbolic-link trap to avoid here
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
@@ -79,6 +80,31 @@ def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path
 
 READ_ENV = "ZOO_MAX_READ_MB"  # the largest file zoo reads whole, in MB
 DEFAULT_MAX_READ_MB = 64  # a text or price file this big is already hours of training; a run's logs are far smaller
+
+
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this mode is, in words ("a named pipe (FIFO)"), or "" for a regular file."""
+    return next((kind for test, kind in KINDS if test(mode)), "" if stat.S_ISREG(mode) else "not a regular file")
+
+
+def check_replaceable(path: str | Path, what: str = "") -> None:
+    """Refuse, in one line, to write `path` unless it is a regular file or nothing yet: zoo never writes
+    through a symbolic link, nor replaces a device, a FIFO or a folder by a file. `what` names the option."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ZooError(f"{what}{' ' if what else ''}{path}: {e.strerror or e}") from None
+    kind = file_kind(mode)
+    if kind:
+        advice = "zoo does not write through links" if stat.S_ISLNK(mode) else "zoo replaces only regular files"
+        raise ZooError(f"{what}{' ' if what else ''}{path} is {kind}: {advice}; give another file")
 
 
 def max_read_bytes() -> int:
@@ -199,15 +225,28 @@ class FolderLock:
         return self._fd is not None
 
     def acquire(self) -> bool:
-        """Take the lock (the folder must exist); False when another live process holds it."""
+        """Take the lock (the folder must exist); False when another live process holds it.
+
+        The lock file is never followed or reused unless it is a plain file of ours: a symbolic link,
+        a hard link to another file, a FIFO or a device in its place is one line, and nothing it
+        points to is opened for writing."""
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK
+                             | (0 if fcntl else os.O_EXCL), 0o644)
             except FileExistsError:  # no fcntl: an existing lock file is stale only if its process is gone
                 if process_alive(self.holder()):
                     return False
                 self.path.unlink(missing_ok=True)
                 continue
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EMLINK) or os.path.islink(self.path):
+                    raise ZooError(self._foreign()) from None
+                raise
+            problem = self._not_ours(os.fstat(fd))
+            if problem:
+                os.close(fd)
+                raise ZooError(self._foreign(problem))
             if fcntl is None:
                 break
             try:
@@ -218,7 +257,7 @@ class FolderLock:
                     return False
                 raise
             try:  # the holder before us may have removed the file after we opened it: lock the current one
-                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                if os.lstat(self.path).st_ino == os.fstat(fd).st_ino:
                     break
             except FileNotFoundError:
                 pass
@@ -228,31 +267,55 @@ class FolderLock:
         self._fd = fd
         return True
 
+    @staticmethod
+    def _not_ours(status: os.stat_result) -> str:
+        """Why an opened lock file is not one a zoo process made here, or ''."""
+        if not stat.S_ISREG(status.st_mode):
+            return "not a regular file"
+        if status.st_nlink != 1:
+            return "a hard link to another file"
+        if hasattr(os, "geteuid") and status.st_uid != os.geteuid():
+            return "owned by another user"
+        return ""
+
+    def _foreign(self, problem: str = "a symbolic link or not a regular file") -> str:
+        return (f"{self.path} is {problem}, not a lock zoo made: zoo does not write through it; remove it "
+                f"if no zoo process is running there")
+
     def release(self) -> None:
         fd, self._fd = self._fd, None  # first: a Ctrl-C landing in here must not make a second release close
         if fd is not None:  # the descriptor again (EBADF, or worse, someone else's file)
-            try:
-                self.path.unlink(missing_ok=True)
-            except OSError:  # a folder turned read-only: the lock goes with the descriptor all the same, and
-                pass  # the error worth saying is the write that failed, not this
+            try:  # only the file we hold: whatever was put in its place since stays
+                if os.lstat(self.path).st_ino == os.fstat(fd).st_ino:
+                    self.path.unlink()
+            except OSError:  # gone, or a folder turned read-only: the lock goes with the descriptor all the
+                pass  # same, and the error worth saying is the write that failed, not this
             finally:
                 os.close(fd)
 
     def holder(self) -> int | None:
         """The pid written in the lock file, or None."""
         try:
-            return int(self.path.read_text().strip() or 0) or None
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return int(os.read(fd, 32).decode().strip() or 0) or None
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
 
     def in_use(self) -> bool:
         """Whether another process holds the lock now."""
-        if not self.path.is_file():
+        if not self.path.is_file() or self.path.is_symlink():
             return False
         if fcntl is None:
             return process_alive(self.holder())
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return False
         try:

@@ -332,13 +332,15 @@ FORMATS = ("safetensors", "onnx")
 
 def export(source: str, fmt: str = "safetensors", out: str | None = None) -> Path:
     """`zoo export RUN|FILE --format FORMAT [--out PATH]`: the ONNX file of an export; the path written."""
-    from zoo.store.checkpoint import is_onnx, load, read_header, weights_file
+    from zoo.store.checkpoint import load, read_header
     from zoo.store.files import write_bytes_atomically
-    from zoo.store.onnx_file import require
+    from zoo.store.onnx_file import is_onnx, require
 
     if fmt not in FORMATS:
         raise ZooError(f"unknown --format {fmt!r}; zoo exports {' or '.join(FORMATS)}")
-    weights = weights_file(source)
+    from zoo.store.runs import export_of
+
+    weights = export_of(source).path  # the one run locator (zoo export prints which run a name chose)
     if fmt == "safetensors":
         return safetensors_export(weights, out)
     if is_onnx(weights):

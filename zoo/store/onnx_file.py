@@ -22,6 +22,11 @@ LAYOUTS = ("sequence", "step", "seq2seq")
 INSTALL = "pip install 'rnn-zoo[onnx]' (or: pip install onnx onnxruntime)"
 
 
+def is_onnx(path: str | Path) -> bool:
+    """An ONNX export rather than safetensors: told by its name, as it is written."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def require(module: str = "onnx"):
     """Import `onnx` or `onnxruntime`, or say in one line what to install."""
     import importlib
@@ -58,7 +63,7 @@ def parse(path: Any, data: bytes, what: str = "") -> Any:
 
 def read_model(path: str | Path) -> tuple[Any, dict[str, str]]:
     """(ModelProto, metadata) of an .onnx file, refused in one line unless it is a sound ONNX model."""
-    from zoo.store.checkpoint import check_regular_file
+    from zoo.store.header import check_regular_file
 
     path = Path(path)
     size = check_regular_file(path)

@@ -166,10 +166,11 @@ def seq2seq_net(encoder: Graph, decoder: Graph, layout: dict, card: Any, spec: A
 def load(path: Any, device: Any = "cpu", task_overrides: dict[str, str] | None = None) -> nn.Module:
     """The network of an ONNX export, run by onnxruntime, in eval mode; `.zoo` holds its Card."""
     from zoo.contract.registry import registry
-    from zoo.store.checkpoint import read_card
+    from zoo.store.checkpoint import card_of
+    from zoo.store.onnx_file import describe
 
     require("onnxruntime")
-    card = read_card(path, task_overrides)  # the card checked as a safetensors export's
+    card = card_of(path, describe(path), task_overrides)  # the card checked as a safetensors export's
     model, metadata = read_model(path)
     layout = read_layout(path, metadata)
     if (layout["kind"] == "seq2seq") != (card.problem.shape == SEQ2SEQ):

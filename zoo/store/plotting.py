@@ -24,9 +24,15 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 110) -> None:
     """Lay out, write and close `figure`; a file that cannot be written is one line."""
     import matplotlib.pyplot as plt
 
+    from zoo.store.files import check_replaceable, replace_atomically
+
     try:
-        figure.tight_layout()
-        figure.savefig(path, dpi=dpi)
+        check_replaceable(path)
+        formats = figure.canvas.get_supported_filetypes()
+        suffix = Path(path).suffix[1:].lower()
+        figure.tight_layout()  # drawn beside the target, then renamed over it: never written through a link
+        replace_atomically(Path(path), lambda tmp: figure.savefig(tmp, dpi=dpi,
+                                                                  format=suffix if suffix in formats else "png"))
     except OSError as e:
         raise ZooError(f"cannot write {path}: {e.strerror or e}") from None
     finally:

@@ -19,10 +19,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import math
 import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from zoo.store.header import read_header
 from zoo.store.files import (FolderLock, made_dirs, read_json, read_jsonl, remove_empty, remove_stale_temporaries,
                              replace_atomically, write_bytes_atomically)
 from zoo.store.plotting import pyplot, save_figure
@@ -30,7 +33,60 @@ from zoo.contract.specs import ZooError
 
 CONFIG, METRICS, STATE, EXPORT, LOCK = "config.json", "metrics.jsonl", "state.safetensors", "model.safetensors", ".lock"
 STATE_FORMAT = "zoo-state/1"
+RUN_FORMAT = "zoo-run/1"  # config.json's `format`: how zoo recognises a folder it made
 RUNS_ROOT = "checkpoints"
+
+@dataclass
+class Progress:
+    """Where a run stands. Saved with the state, so that a resumed run picks up exactly here."""
+
+    epoch: int = 1  # the epoch in progress, or the next one between epochs
+    batch: int = 0  # batches of that epoch already done
+    loss_sum: float = 0.0  # that epoch's loss so far, times its examples
+    examples: int = 0
+    seconds: float = 0.0
+    lr: float = 0.0  # the learning rate the epoch began with
+    best: float | None = None  # the best monitored metric, for --patience
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    done: bool = False  # every epoch ran, or early stopping ended the run
+    # the last epoch of each learning-rate schedule: one for a run, one more each time it is extended
+    schedule_ends: list[int] = field(default_factory=list)
+
+
+def finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(value: Any) -> bool:
+    """A JSON number that is not NaN (a metric or a loss may be infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def whole(value: Any, low: int = 0) -> bool:
+    return type(value) is int and value >= low
+
+
+def progress_problem(progress: Any, epochs: int) -> str:
+    """What is wrong with a state's progress record for a run of `epochs` epochs, or ''."""
+    names = {f.name for f in fields(Progress)}
+    if not isinstance(progress, dict) or set(progress) != names:
+        return f"its progress is not the fields {', '.join(sorted(names))}"
+    p = progress
+    ends = p["schedule_ends"]
+    checks = [("epoch", whole(p["epoch"], 1) and p["epoch"] <= epochs + 1),
+              ("batch", whole(p["batch"])), ("loss_sum", number(p["loss_sum"])),
+              ("examples", whole(p["examples"])), ("seconds", finite_number(p["seconds"]) and p["seconds"] >= 0),
+              ("lr", finite_number(p["lr"]) and p["lr"] >= 0),
+              ("best", p["best"] is None or number(p["best"])),
+              ("best_epoch", whole(p["best_epoch"]) and p["best_epoch"] < max(p["epoch"], 1)
+               if type(p["epoch"]) is int else False),
+              ("bad_epochs", whole(p["bad_epochs"])), ("done", isinstance(p["done"], bool)),
+              ("schedule_ends", isinstance(ends, list) and all(whole(e, 1) for e in ends)
+               and ends == sorted(set(ends)))]
+    bad = [name for name, ok in checks if not ok]
+    return f"progress.{bad[0]} is {p[bad[0]]!r}" if bad else ""
+
 
 class Run:
     def __init__(self, directory: str | Path):
@@ -47,8 +103,37 @@ class Run:
         return self.dir / STATE
 
     def exists(self) -> bool:
-        """Whether a run (even one stopped before its first epoch ended) lives here."""
+        """Whether a zoo run (even one stopped before its first epoch ended) lives here: its config.json
+        carries zoo's format tag (runs made before the tag: a zoo training state beside it)."""
+        if not (self.dir / CONFIG).is_file():  # a FIFO or a device under that name is no run
+            return self._has_zoo_state()
+        try:
+            with open(self.dir / CONFIG, "rb") as f:
+                config = json.loads(f.read(4 * 1024 * 1024))
+        except (OSError, ValueError, RecursionError):
+            return self._has_zoo_state()
+        if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
+            return True
+        return isinstance(config, dict) and "format" not in config and self._has_zoo_state()
+
+    def has_run_files(self) -> bool:
+        """Whether the folder holds a config.json or a state, zoo's or not (see `exists`)."""
         return (self.dir / CONFIG).is_file() or self.state_path.is_file()
+
+    def _has_zoo_state(self) -> bool:
+        if not self.state_path.is_file():
+            return False
+        try:
+            return read_header(self.state_path)[0].get("format") == STATE_FORMAT
+        except ZooError:
+            return False
+
+    def holds_other_files(self) -> bool:
+        """Whether the folder exists and holds anything (files zoo did not write, if it is no run)."""
+        try:
+            return any(self.dir.iterdir())
+        except OSError:
+            return self.dir.exists()
 
     def config(self) -> dict:
         if not os.path.lexists(self.dir / CONFIG):
@@ -61,8 +146,17 @@ class Run:
 
     @property
     def export_path(self) -> Path:
-        """Where this run's export is: recorded relative to the run folder (older runs: as written)."""
-        return self.dir / self.config().get("export", EXPORT)
+        """The run's export: always its own model.safetensors. The `export` config.json records (where
+        `--out` put it) is provenance, never followed: a copied or downloaded folder could name any file."""
+        return self.dir / EXPORT
+
+    def exported_elsewhere(self) -> str | None:
+        """Where `--out` sent this run's export (as recorded, for messages only), or None."""
+        try:
+            recorded = self.config().get("export", EXPORT)
+        except ZooError:
+            return None
+        return None if recorded == EXPORT else os.path.normpath(self.dir / recorded)
 
     def relative(self, path: Path) -> str:
         """`path` as the run folder records it: relative to the folder."""
@@ -113,9 +207,11 @@ class Run:
 
     # -- files --------------------------------------------------------------------------------
     def begin(self, config: dict) -> None:
-        """Start a new run here (the caller holds the lock): drop what an earlier run left, write the config."""
+        """Start a new run here (the caller holds the lock): drop what an earlier run left, write the config
+        with zoo's format tag first."""
         for name in (CONFIG, METRICS, STATE, "curves.png"):
             (self.dir / name).unlink(missing_ok=True)
+        config = {"format": RUN_FORMAT, **config}
         replace_atomically(self.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
         replace_atomically(self.dir / METRICS, lambda tmp: Path(tmp).write_text(""))
 
@@ -174,10 +270,8 @@ class Run:
 
     def state_info(self) -> dict:
         """The JSON part of the saved state (torch-free)."""
-        from zoo.store.checkpoint import read_header
-
         if not self.state_path.is_file():
-            if (self.dir / CONFIG).is_file():
+            if self.exists():
                 raise ZooError(f"the run in {self.dir} stopped before its first epoch ended: nothing to resume "
                                f"(train it again)")
             raise ZooError(f"no saved state in {self.dir}: nothing to resume (train without --resume)")
@@ -190,7 +284,29 @@ class Run:
             raise ZooError(f"{self.state_path} is damaged ({type(e).__name__})") from None
         if not isinstance(info, dict) or not isinstance(info.get("progress"), dict):
             raise ZooError(f"{self.state_path} is damaged (no progress in it)")
+        wrong = [k for k, kind in (("model", str), ("task", str), ("model_config", dict), ("task_config", dict),
+                                   ("train_config", dict), ("status", str)) if not isinstance(info.get(k), kind)]
+        if wrong:
+            raise ZooError(f"{self.state_path} is damaged ({wrong[0]} is missing or of the wrong type)")
+        epochs = info["train_config"].get("epochs")
+        problem = progress_problem(info["progress"], epochs if type(epochs) is int else 0)
+        if problem:
+            raise ZooError(f"{self.state_path} is damaged or not this run's state ({problem}); nothing was changed")
         return info
+
+    def check_state_identity(self, info: dict) -> None:
+        """Refuse a state that is not of the run its folder's config.json describes (a state copied in from
+        another run): the same model, task and settings, the epochs aside (a run can be extended)."""
+        if not (self.dir / CONFIG).is_file():
+            return  # a run killed before its config was written, or one older than it
+        config = self.config()
+        for key in ("model", "task", "model_config", "task_config", "train_config"):
+            mine, theirs = config.get(key), info.get(key)
+            if key == "train_config" and isinstance(mine, dict):
+                mine, theirs = ({k: v for k, v in c.items() if k != "epochs"} for c in (mine, theirs))
+            if mine != theirs:
+                raise ZooError(f"{self.state_path} is not the state of the run in {self.dir}: its {key} is "
+                               f"{_short(theirs)}, the folder's config.json says {_short(mine)}; nothing was changed")
 
     def load_state(self) -> tuple[dict, dict]:
         from safetensors import SafetensorError
@@ -220,10 +336,63 @@ class Run:
         if status == "no state":
             return f"the run in {self.dir} has no export: it stopped before its first epoch ended"
         progress = self.state_info()["progress"]
+        elsewhere = self.exported_elsewhere()
+        if elsewhere:
+            return (f"the run in {self.dir} was exported with --out to {elsewhere}, which zoo does not follow from a "
+                    f"run folder: give that file" + (f", or zoo resume {self.dir} writes the run's own export"
+                                                     if status == "finished" else ""))
         if status == "finished":
             return f"the run in {self.dir} finished training but has no export yet: zoo resume {self.dir} writes it"
         return (f"the run in {self.dir} has no export yet: it stopped in epoch {progress.get('epoch')} ({status}); "
                 f"zoo resume {self.dir} continues it")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- opening a run folder ---------------------------------------------------------------------------------
+def run_base(model: str, task: str, root: str | Path = RUNS_ROOT) -> Path:
+    """Where the runs of a pair go: ROOT/MODEL-TASK, then -2, -3, ... (see `new_run`)."""
+    return Path(root) / f"{model}-{task}"
+
+
+def run_to_resume(model: str, task: str, run_dir: str | Path | None) -> Run:
+    """The run `--resume` continues: `run_dir`, or the pair's newest run; its state's JSON is checked here."""
+    runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
+    if not runs:
+        raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
+    runs[-1].state_info()  # says what is wrong before anything else happens
+    return runs[-1]
+
+
+def run_to_replace(run_dir: str | Path | None, overwrite: bool) -> Run | None:
+    """The folder a new run goes to when `--run-dir` is given (None: a new numbered one). A folder that holds
+    a zoo run needs `overwrite`; one that holds anything else is refused (zoo replaces only what it made)."""
+    if run_dir is None:
+        return None
+    run = Run(run_dir)
+    if run.dir.exists() and not run.dir.is_dir():
+        raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
+    if run.exists() and not overwrite:
+        raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
+                       f"another --run-dir")
+    if not run.exists() and run.holds_other_files():  # `/`, a home folder, a folder with its own config.json
+        raise ZooError(f"--run-dir {run.dir} holds files zoo did not write, and no zoo run: give a new or empty "
+                       f"folder (only folders zoo made are replaced, with --overwrite)")
+    return run
+
+
+def check_out(out: Path, run: Run | None, inputs: dict[str, str]) -> None:
+    """--out must not land on a run's own files, or on the files the task reads (`inputs`: option -> path)."""
+    target = out.resolve()
+    for name, value in inputs.items():
+        if value and "://" not in value and Path(value).resolve() == target:
+            raise ZooError(f"--out {out} is the task's input ({name}); choose another file for the export")
+    own = target.parent == run.dir.resolve() if run is not None else False
+    if target.name in (CONFIG, METRICS, STATE, LOCK) and (own or (target.parent / CONFIG).is_file()):
+        raise ZooError(f"--out {out} would overwrite a run's own {target.name}; choose another file for the export")
 
 
 def numbered(base: Path) -> Iterator[Path]:
@@ -259,9 +428,73 @@ def runs_of(name: str, root: str | Path = RUNS_ROOT) -> list[Run]:
         return []
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match and entry.is_dir() and match.group(1) != "1" and Run(entry).exists():
+        # in zoo's own folder, under a pair's name: a damaged run is still that run (its commands say what is wrong)
+        if match and entry.is_dir() and match.group(1) != "1" and Run(entry).has_run_files():
             found.append((int(match.group(1) or 1), Run(entry)))
     return [run for _, run in sorted(found, key=lambda pair: pair[0])]
+
+
+# -- the one run locator ------------------------------------------------------------------------------------
+@dataclass
+class Found:
+    """What a command's RUN or WEIGHTS argument stands for."""
+
+    path: Path  # the file or the run folder
+    run: Run | None  # the run, or None for a file given as such
+    picked: str = ""  # when a name chose among several runs: which folder, said on stderr by the command
+
+
+def find(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
+    """Resolve a path or a name, the same way for every command and for `zoo.load`.
+
+    A path that exists is taken as given: a folder is that run, a file that export. A bare name
+    (no separator) is a run's name under `root`: MODEL-TASK means the pair's newest run (MODEL-TASK,
+    -2, -3, ...: the highest number), MODEL-TASK-2 that run. What is looked for is said by the caller
+    (`export_of`, `resumable`, `run_of`); the same name means the same run for all of them."""
+    path = Path(target)
+    if path.is_dir():
+        return Found(path, Run(path))
+    if path.exists() or path.is_symlink() or path.suffix in (".safetensors", ".onnx"):
+        return Found(path, None)  # a file (or what should be one): the caller says what is wrong with it
+    if len(path.parts) != 1:
+        raise ZooError(f"{path}: no such file or run folder")
+    runs = runs_of(path.name, root)
+    if not runs:
+        raise ZooError(f"{path}: no such file, and no run named {path} under {root}/ (zoo runs lists them)")
+    run = runs[-1]
+    picked = f"using {run.dir}, the newest of {len(runs)} runs named {path.name}" if len(runs) > 1 else ""
+    return Found(run.dir, run, picked)
+
+
+def export_of(target: str | Path, root: str | Path = RUNS_ROOT) -> Found:
+    """An export: the file given, or the export of the run the folder or name stands for (see `find`)."""
+    found = find(target, root)
+    if found.run is None:
+        return found
+    run = found.run
+    run.config()  # a folder zoo made, and not damaged: said before anything else
+    if not run.export_path.exists():  # (what is wrong with one that exists, read_header says)
+        older = [r for r in runs_of(Path(target).name, root)[:-1] if r.export_path.is_file()] if found.picked else []
+        hint = f" ({older[-1].dir} has an export: give that folder)" if older else ""
+        raise ZooError(run.why_no_export() + hint)
+    return Found(run.export_path, run, found.picked)
+
+
+def resumable(target: str | Path, root: str | Path = RUNS_ROOT) -> tuple[Found, dict]:
+    """A run with a resumable state, and the state's JSON (see `find`)."""
+    if len(Path(target).parts) != 1 and not Path(target).exists():
+        Run(target).state_info()  # says there is no saved state there
+    found = run_of(target, root, "resume")
+    return found, found.run.state_info()
+
+
+def run_of(target: str | Path, root: str | Path = RUNS_ROOT, verb: str = "open") -> Found:
+    """A run folder (see `find`); a file is one line."""
+    found = find(target, root)
+    if found.run is None:
+        raise ZooError(f"{found.path} is not a run folder: zoo can {verb} only a run's folder or name"
+                       if found.path.exists() else f"{found.path}: no such run folder")
+    return found
 
 
 def find_runs(root: str | Path) -> Iterator[Run]:
