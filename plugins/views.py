@@ -519,9 +519,11 @@ def sequences(model, inputs: tuple[str, ...], count: int | None = None, echo=pri
             joined = ("" if meta["level"] == "char" else " ").join(tokens[i])
             summary = f"{joined[:80]!r}{'...' if len(joined) > 80 else ''}: " + summary
             vocab = set(meta["vocab"])
-            unknown = sum(1 for t in tokens[i] if t not in vocab or t == meta["vocab"][zoo.UNK])
+            unknown = list(dict.fromkeys(t for t in tokens[i] if t not in vocab or t == meta["vocab"][zoo.UNK]))
             if unknown:
-                summary += f"; {unknown} token{'s' * (unknown > 1)} outside the vocabulary, read as <unk>"
+                count_unknown = sum(1 for t in tokens[i] if t in unknown)
+                summary += f"; {count_unknown} token{'s' * (count_unknown > 1)} outside the vocabulary, read as " \
+                           f"<unk> ({', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''})"
         views = []
         if not texts:
             x_cpu = x[0].float().cpu()

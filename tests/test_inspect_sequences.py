@@ -2,13 +2,16 @@
 class probabilities after each step, misclassified test examples first, the page rendering in headless
 Chromium, and bad input one line with nothing written."""
 
+import base64
 import dataclasses
 import re
 
 import pytest
+import torch
 
 import zoo
 from conftest import one_line_error, write_texts, write_ts, zoo_cli
+from zoo_plugins.sequences.classify import probabilities
 from test_inspect import CHROMIUM, browser_status, kinds, no_external_url, page_data, page_of, train
 
 
@@ -46,6 +49,7 @@ def test_sequences_page_shows_the_test_split_at_its_own_lengths_misclassified_fi
     net = zoo.load(weights)
     test = zoo.get_task("sequences").load_data(dataclasses.replace(net.zoo.task_config, train=data), net.zoo.meta).test
     assert len(set(test.lengths.tolist())) > 1  # unequal lengths: padding would show if it were read
+    batched, _ = probabilities(net, test)  # padded batches of mixed lengths, as zoo eval reads them
     for example in examples:
         number = int(example["label"].split(":")[1].split()[0])
         length = int(test.lengths[number])
@@ -53,6 +57,11 @@ def test_sequences_page_shows_the_test_split_at_its_own_lengths_misclassified_fi
         for title in ("class probabilities after each step", "layer 0 forward: hidden state h",
                       "layer 0 forward: forget gate f"):
             assert view(example, title)["cols"] == length, title  # the real steps only
+        probs = view(example, "class probabilities after each step")  # after the last step: the batched answer
+        last = torch.frombuffer(bytearray(base64.b64decode(probs["data"])), dtype=torch.uint8).view(-1, length)[:, -1]
+        best = batched[number]  # 8 bits a value on the page: equal to the best within a level
+        assert float(best.max() - best[int(last.argmax())]) <= 1 / 255 + 1e-6, example["label"]
+        assert ("(wrong)" in example["label"]) == (int(batched[number].argmax()) != int(test.labels[number]))
         assert view(example, "class probabilities after each step")["rowLabels"] == \
             [f"{c} (truth)" if c == net.zoo.meta["classes"][int(test.labels[number])] else c
              for c in net.zoo.meta["classes"]]
@@ -71,6 +80,9 @@ def test_an_inline_sequence_and_a_file_keep_zoo_predicts_answer(runner, tmp_path
     same_as_predict(runner, weights, sequence, example["summary"])
     assert view(example, "class probabilities after each step")["cols"] == 5
     assert view(example, "the input as the network reads it")["series"].keys() == {"channel 1", "channel 2"}
+    negative = "-0.5,0.2,-1:1,-1,0.3"  # an argument, not an option
+    assert view(page_data(page_of(runner, weights, negative, out=tmp_path / "neg.html"))["examples"][0],
+                "class probabilities after each step")["cols"] == 3
     # a file's own labels are the truth; of its 36 sequences, --count of them, the misclassified first
     result = zoo_cli(runner, "inspect", weights, data, "--count", "3", "--out", tmp_path / "file.html")
     assert result.exit_code == 0, result.output
@@ -91,7 +103,7 @@ def test_texts_page_shows_the_tokens_along_the_steps(runner, tmp_path, model):
     no_external_url(html)
     (example,) = page_data(html)["examples"]
     same_as_predict(runner, weights, text, example["summary"])
-    assert "1 token outside the vocabulary" in example["summary"]
+    assert "1 token outside the vocabulary, read as <unk> ('zzz')" in example["summary"]
     tokens = text.split()
     assert view(example, "layer 0 forward: hidden state h")["colLabels"] == tokens
     if model == "gru":
