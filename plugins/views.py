@@ -401,3 +401,168 @@ def stock(model, inputs: tuple[str, ...]) -> list:
         views=views, summary=f"{len(truth)} test days; best: {metrics['best']}; the network's rmse is "
                              f"{metrics['rmse_vs_persistence']:.3f}x persistence's. The cells below read the last "
                              f"test window.")]
+
+
+# -- sequences, texts ---------------------------------------------------------------------------
+
+def _labelled_inputs(card, inputs: tuple[str, ...]) -> list[tuple[str, list, str | None]]:
+    """(name, items: steps or tokens, truth or None) of each input, read as `zoo predict` reads it: a .ts
+    or .csv file (its labels, when it has them, are the truth), an inline sequence such as 1,2:3,4, a
+    text file of label<TAB>text (or bare) lines, or a line of text."""
+    from .sequences import inline_sequence, tokenizer
+    from .sequences.files import read_sequences
+
+    meta, classes = card.meta, card.meta["classes"]
+    texts = meta.get("kind") == "texts"
+    found = []
+    for arg in inputs:
+        name = os.path.basename(arg)
+        if texts:
+            tokenize = tokenizer(meta["level"], meta["lowercase"])
+            if os.path.isfile(arg):
+                lines = zoo.read_text(arg, "text file").splitlines()
+                rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+                if not rows:
+                    raise zoo.ZooError(f"{arg}: no texts in it")
+                for n, line in rows:
+                    label, tab, body = line.partition("\t")
+                    tokens = tokenize(body if tab else line)
+                    if not tokens:
+                        raise zoo.ZooError(f"{arg} line {n}: an empty text")
+                    truth = label.strip() if tab and label.strip() in classes else None
+                    found.append((f"{name} line {n}", tokens, truth))
+            else:
+                tokens = tokenize(arg)
+                if not tokens:
+                    raise zoo.ZooError("nothing to inspect: the text is empty")
+                found.append((arg[:24] + "..." if len(arg) > 24 else arg, tokens, None))
+            continue
+        if os.path.isfile(arg):
+            read = read_sequences(arg, meta.get("max_length", card.task_config.max_length), labelled=False)
+            items = [(f"{name} line {n}", item, label if label in classes else None)
+                     for n, item, label in zip(read.lines, read.items, read.labels)]
+        else:
+            try:
+                items = [(arg[:24] + "..." if len(arg) > 24 else arg, inline_sequence(arg), None)]
+            except zoo.ZooError as e:
+                raise zoo.ZooError(f"{arg!r} is neither a file nor a sequence like 1,2,3 or 1,2:3,4 ({e})") from None
+        channels = sorted({len(step) for _, item, _ in items for step in item})
+        if channels != [meta["channels"]]:
+            raise zoo.ZooError(f"the model reads {meta['channels']} channel{'s' * (meta['channels'] > 1)} a step; "
+                               f"{arg} has {', '.join(map(str, channels))}")
+        found += items
+    return found
+
+
+def sequences(model, inputs: tuple[str, ...], count: int | None = None, echo=print) -> list:
+    """sequences and texts: each sequence traced over its own length, the class probabilities after each step."""
+    from .sequences.classify import Sequences, probabilities, stack, standardized
+
+    card = model.zoo
+    meta, classes = card.meta, card.meta["classes"]
+    texts = meta.get("kind") == "texts"
+    config = card.task_config
+    count = count or 8
+    if inputs:
+        found = _labelled_inputs(card, inputs)
+        names = [name for name, _, _ in found]
+        tokens = [item for _, item, _ in found] if texts else None
+        truth = torch.tensor([classes.index(t) if t is not None else -1 for _, _, t in found])
+        if texts:
+            index = {token: i for i, token in enumerate(meta["vocab"])}
+            flat, lengths = stack([[index.get(t, zoo.UNK) for t in item] for _, item, _ in found], torch.long)
+        else:
+            flat, lengths = stack([item for _, item, _ in found])
+            flat = standardized(flat, meta)
+        split = Sequences(flat, lengths, truth.clamp(min=0), config.packing == "packed")
+    else:
+        if not config.train:
+            given = " and ".join(f"--{k} {v!r}" for k, v in card.sources.items()) or "files of yours"
+            raise zoo.ZooError(f"this model was trained on {given}: give a {'text' if texts else 'sequence'} or a "
+                               f"file to inspect, or its files again (--train FILE, and --test FILE if it had one) "
+                               f"for examples of its test split (zoo does not open files a weights file names)")
+        split = zoo.get_task(card.task).load_data(config, meta).test
+        if split is None or not len(split):
+            raise zoo.ZooError("the test split is empty: give a sequence or a file to inspect")
+        names = [f"test:{i}" for i in range(len(split))]
+        truth = split.labels.cpu()
+        tokens = None
+        if texts:
+            vocab = meta["vocab"]
+            tokens = [[vocab[i] for i in split.flat[s: s + n].tolist()]
+                      for s, n in zip(split.starts.tolist(), split.lengths.tolist())]
+    p, _ = probabilities(model, split)
+    predicted = p.argmax(-1)
+    wrong = [i for i in range(len(split)) if truth[i] >= 0 and predicted[i] != truth[i]]
+    if len(split) > count:  # misclassified first, as mnist does
+        picks = wrong[: count // 2]
+        picks += [i for i in range(len(split)) if i not in picks][: count - len(picks)]
+        if inputs:
+            given = f"{len(split):,} {'texts' if texts else 'sequences'} given"
+            echo(f"note: {given}; inspecting {len(picks)} of them (--count), the misclassified first")
+    else:
+        picks = list(range(len(split)))
+    device = next(model.parameters()).device
+    flat, starts, lengths = split.flat.cpu(), split.starts.cpu().tolist(), split.lengths.cpu().tolist()
+    examples = []
+    for i in picks:
+        x = flat[starts[i]: starts[i] + lengths[i]][None].to(device)  # one sequence at its own length: no padding
+        found = zoo.trace(model, x)
+        final = torch.softmax(found.output[0].float().cpu(), -1)
+        steps = list(tokens[i]) if tokens else [str(t + 1) for t in range(lengths[i])]
+        real = classes[int(truth[i])] if truth[i] >= 0 else None
+        guess = classes[int(final.argmax())]
+        label = names[i] + (" (wrong)" if i in wrong else "")
+        summary = f"{lengths[i]:,} {'tokens' if texts else 'steps'}; predicted {guess} ({float(final.max()):.2f})" + \
+            (f", truth {real}" if real else "")
+        if texts:
+            joined = ("" if meta["level"] == "char" else " ").join(tokens[i])
+            summary = f"{joined[:80]!r}{'...' if len(joined) > 80 else ''}: " + summary
+            vocab = set(meta["vocab"])
+            unknown = list(dict.fromkeys(t for t in tokens[i] if t not in vocab or t == meta["vocab"][zoo.UNK]))
+            if unknown:
+                count_unknown = sum(1 for t in tokens[i] if t in unknown)
+                summary += f"; {count_unknown} token{'s' * (count_unknown > 1)} outside the vocabulary, read as " \
+                           f"<unk> ({', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''})"
+        views = []
+        if not texts:
+            x_cpu = x[0].float().cpu()
+            shown = min(x_cpu.shape[1], 8)
+            views.append(zoo.View.lines("the input as the network reads it (each channel standardized with the "
+                                        "training part's statistics)" + (f": the first {shown} of "
+                                                                         f"{x_cpu.shape[1]} channels"
+                                                                         if shown < x_cpu.shape[1] else ""),
+                                        {f"channel {c + 1}": x_cpu[:, c] for c in range(shown)}, steps,
+                                        y_name="value"))
+        rows = _rows_probabilities(model, found)
+        what = "token" if texts else "step"
+        if rows is not None:
+            rows = rows.cpu()
+            settled = rows.argmax(-1)
+            changes = (settled != settled[-1]).nonzero()
+            first = int(changes[-1]) + 2 if len(changes) else 1
+            summary += f"; the prediction stays {guess} from {what} {first} on"
+            if texts:
+                summary += f" ({tokens[i][first - 1]!r})"
+            order = ([classes.index(real)] if real else []) + [int(k) for k in final.argsort(descending=True)
+                                                                 if classes[int(k)] != real]
+            marked = [f"{c} (truth)" if c == real else c for c in classes]
+            views += [zoo.View.lines(f"the probability of each class after each {what}" +
+                                     (f" (the truth, {real}, darkest)" if real else ""),
+                                     {marked[k]: rows[:, k] for k in order[:10]}, steps, y_name="probability",
+                                     note="the output layer applied to the state after each step: how early does "
+                                          "the network know?"),
+                      zoo.View.heatmap(f"class probabilities after each {what}", rows.T, 0, 1, rows=marked,
+                                       cols=steps, row_name="class", col_name=what)]
+            window = min(len(steps), TOPK_STEPS)
+            views.append(zoo.View.topk(f"the likeliest classes after each {what}", rows[:window], classes,
+                                       steps[:window], k=min(3, len(classes)),
+                                       note=f"the first {window:,} of {len(steps):,} {what}s"
+                                       if window < len(steps) else ""))
+        else:
+            views.append(zoo.View.topk("the likeliest classes", final[None], classes, steps[-1:],
+                                       k=min(3, len(classes)),
+                                       note="a network that reads both ways has one output, after the whole "
+                                            "sequence"))
+        examples.append(zoo.InspectExample(label=label, trace=found, steps=steps, views=views, summary=summary))
+    return examples

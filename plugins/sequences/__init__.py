@@ -327,6 +327,13 @@ def predict(model, source: str, top: int) -> str:
     return top_k(model, split, top, names)
 
 
+def inspect(model, inputs, count=None, echo=print):
+    """zoo inspect: each sequence (or text) read to its own end, the class probabilities after each step."""
+    from ..views import sequences
+
+    return sequences(model, inputs, count, echo)
+
+
 def task(name: str, description: str, config: type) -> zoo.Task:
     return zoo.Task(
         name=name,
@@ -342,6 +349,7 @@ def task(name: str, description: str, config: type) -> zoo.Task:
         format_metrics=report,
         fit_defaults=fit_defaults,
         predict=predict,
+        inspect=inspect,
         predict_params=(
             click.Argument(["source"]),
             click.Option(["--top"], type=click.IntRange(min=1), default=1, show_default=True,

@@ -627,7 +627,7 @@ def export_command(source, fmt, out):
     click.echo(f"wrote {export(_located(source) if fmt == 'onnx' else source, fmt, out)}")
 
 
-@cli.command("inspect")
+@cli.command("inspect", context_settings={"ignore_unknown_options": True})
 @click.argument("weights")
 @click.argument("inputs", nargs=-1)
 @click.option("--out", type=click.Path(dir_okay=False), help="the page to write [default: NAME-inspect.html here]")
@@ -644,7 +644,8 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
     """Write one self-contained HTML page of what every cell computed, step by step.
 
     INPUTS are what `zoo predict` takes for the task (a text or a text file, image files, sentences, a
-    price file); none: a few examples of the task's own. docs/inspect.md describes the views.
+    price file); none: a few examples of the task's own. The task's settings go among them as for zoo
+    eval (`--train F --test G`) or with -o. docs/inspect.md describes the views.
     """
     from pathlib import Path
 
@@ -653,12 +654,31 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
 
     weights = _located(weights)
     task = registry().get_task(read_card(weights).task)
-    overrides = _task_overrides([], settings, task.config)
+    inputs, task_options = _inputs_and_task_options(inputs, task.config)
+    overrides = _task_overrides(task_options, settings, task.config)
     options = {k: v for k, v in {"feature": list(features), "beam": beam, "count": count}.items() if v}
     page, size = _plugin_call(task, "the inspection", inspect, weights, inputs, Path(out) if out else None,
                               Path(png) if png else None, options, overrides, device,
                               lambda line: click.echo(line, err=True))
     click.echo(f"wrote {page} ({size / 1e6:.2f} MB){f' and {png}' if png else ''}")
+
+
+def _inputs_and_task_options(tokens: tuple[str, ...], task_config: type) -> tuple[tuple[str, ...], list[str]]:
+    """zoo inspect's INPUTS apart from the task settings among them (`--train F`, `--no-bucket`, `--level=char`),
+    which zoo eval takes the same way; an unknown --name is refused by option_pairs, `-1,2` stays an input."""
+    flags = {name for name, tp in field_types(task_config).items() if tp is bool}
+    inputs, options, i = [], [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            inputs.append(token)
+            i += 1
+            continue
+        key = token[2:].partition("=")[0].replace("-", "_")
+        takes_value = "=" not in token and key not in flags and not (key.startswith("no_") and key[3:] in flags)
+        options += tokens[i: i + 2] if takes_value else [token]
+        i += 2 if takes_value else 1
+    return tuple(inputs), options
 
 
 @cli.command("info")
