@@ -170,7 +170,9 @@ def test_fallback_chars_trains_and_translates(tmp_path):
 @pytest.fixture(scope="module")
 def course_translator(tmp_path_factory):
     path = tmp_path_factory.mktemp("t") / "t.safetensors"
-    zoo.train("seq2seq", "translate", {"epochs": 3}, out=path, log=quiet)
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped: runs before `isolated` moves into a tmp folder
+        mp.chdir(path.parent)
+        zoo.train("seq2seq", "translate", {"epochs": 3}, out=path, log=quiet)
     return path
 
 
@@ -201,7 +203,9 @@ def test_damaged_translate_sizes_are_one_line(course_translator, tmp_path, runne
 @pytest.fixture(scope="module")
 def course_lm(tmp_path_factory):
     path = tmp_path_factory.mktemp("lm") / "lm.safetensors"
-    zoo.train("gru", "charlm", {"epochs": 2, "hidden_size": 8}, out=path, log=quiet)
+    with pytest.MonkeyPatch.context() as mp:  # the run folder goes there too, not into the checkout
+        mp.chdir(path.parent)
+        zoo.train("gru", "charlm", {"epochs": 2, "hidden_size": 8}, out=path, log=quiet)
     return path
 
 
