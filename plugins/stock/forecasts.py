@@ -84,7 +84,10 @@ def backtest(model, plan) -> dict:
         raise zoo.ZooError("a backtest re-trains the exported model's recipe: run it with zoo eval RUN --backtest K")
     spec, task, device = zoo.get_model(card.model), zoo.get_task(card.task), device_of(model)
     folds, truths, guesses = [], [], []
-    for number, (cut, end) in enumerate(plan.folds(), 1):
+    bounds = list(plan.folds())
+    for number, (cut, end) in enumerate(bounds, 1):
+        zoo.progress(f"backtest fold {number} of {len(bounds)}: re-fitting {card.model} on {cut:,} days, "
+                     f"{card.train_config.epochs} epochs")
         data = plan.data(cut, end).to(device)
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
             torch.manual_seed(card.train_config.seed)

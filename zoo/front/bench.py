@@ -263,15 +263,39 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def train_command(cell: Cell, settings: list[str], threads: int) -> list[str]:
+def train_command(cell: Cell, settings: list[str], threads: "Share") -> list[str]:
     """The `zoo train` arguments that make this cell (what a row quotes to reproduce it)."""
     args = ["train", cell.model, cell.task, "--seed", str(cell.seed)]
     for pair in settings:
         args += ["--epochs", pair.split("=", 1)[1]] if pair.startswith("train.epochs=") else ["-o", pair]
-    return args + ["--threads", str(threads)]
+    return args + threads.options()
 
 
-def collect(cell: Cell, run: Run, results: Results, command: list[str], threads: int, wall: float,
+class Share:
+    """Each worker's share of the threads: a count given with --threads, or by default zoo's adaptive
+    policy capped at the cores / --workers (ZOO_MAX_THREADS), so that a worker beside busy processes
+    drops to the cores they leave (zoo.loop.threads) instead of spinning on its share."""
+
+    def __init__(self, count: int, fixed: bool):
+        self.count, self.fixed = count, fixed
+
+    def options(self) -> list[str]:
+        return ["--threads", str(self.count)] if self.fixed else []
+
+    def env(self) -> dict[str, str]:
+        from zoo.loop.threads import MAX_THREADS_ENV
+
+        return {} if self.fixed else {MAX_THREADS_ENV: str(self.count)}
+
+    def quoted(self, command: list[str]) -> str:
+        return shlex.join([*(f"{k}={v}" for k, v in self.env().items()), "zoo", *command])
+
+    def __str__(self) -> str:
+        plural = "s" * (self.count != 1)
+        return f"{self.count} thread{plural}" if self.fixed else f"at most {self.count} thread{plural} (adaptive)"
+
+
+def collect(cell: Cell, run: Run, results: Results, command: list[str], threads: Share, wall: float,
             peak_kib: int, resumed: bool) -> dict:
     """A result row from a finished run: the export's metrics and card, the run's log of epochs."""
     from zoo import __version__
@@ -293,9 +317,10 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
             "value": metrics.get(metric), "split": card["metrics"].get("split"), "metrics": metrics,
             "parameters": params, "epochs": len(history), "train_seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3), "samples_per_s": round(samples / seconds, 1) if seconds else None,
-            "peak_mib": round(peak_kib / 1024, 1), "threads": threads, "resumed": resumed,
+            "peak_mib": round(peak_kib / 1024, 1), "threads": threads.count,
+            "threads_policy": "fixed" if threads.fixed else "adaptive", "resumed": resumed,
             "versions": {**card["versions"], "python": platform.python_version(), "zoo": __version__},
-            "cpu": cpu_name(), "command": shlex.join(["zoo", *command]),
+            "cpu": cpu_name(), "command": threads.quoted(command),
             "run": os.path.relpath(run.dir, results.dir),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -317,14 +342,15 @@ class Workers:
                 except ProcessLookupError:
                     pass
 
-    def run(self, argv: list[str], log: Path) -> tuple[int, float, int]:
+    def run(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[int, float, int]:
         """(exit code, seconds, peak resident KiB) of one worker; its output goes to `log`."""
         started = time.monotonic()
         with open(log, "ab") as out:
             with self._lock:
                 if self.stopping:
                     return -self.stopping, 0.0, 0
-                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env={**os.environ, **(env or {})})
                 self.running.add(process)
             try:
                 # wait4 gives this child's own peak memory (getrusage(RUSAGE_CHILDREN) is the max over all)
@@ -337,7 +363,7 @@ class Workers:
         return code, time.monotonic() - started, peak
 
 
-def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads: int) -> tuple[str, dict | str]:
+def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads: Share) -> tuple[str, dict | str]:
     """Train (or resume, or only collect) one cell; ("done", row), ("failed", why) or ("stopped", why)."""
     run = Run(results.dir / "runs" / cell.name)
     command = train_command(cell, grid.settings[cell.model, cell.task], threads)
@@ -351,9 +377,9 @@ def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads
         elif status == "no state":  # killed before its first epoch ended
             argv.append("--overwrite")
         else:  # stopped, interrupted, or finished without its export: zoo resume continues it
-            action, argv = "resumed", ["resume", str(run.dir), "-q", "--threads", str(threads)]
+            action, argv = "resumed", ["resume", str(run.dir), "-q", *threads.options()]
     code, wall, peak = (0, 0.0, 0) if argv is None else workers.run(
-        [sys.executable, "-m", "zoo", *argv], results.dir / "logs" / f"{cell.name}.log")
+        [sys.executable, "-m", "zoo", *argv], results.dir / "logs" / f"{cell.name}.log", threads.env())
     if code != 0:
         if workers.stopping:
             return "stopped", "stopped"
@@ -383,11 +409,11 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
           threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
     """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows."""
-    from zoo.loop.threads import parse_threads, usable_cpus
+    from zoo.loop.threads import prepare, usable_cpus
 
     if workers is not None and workers < 1:
         raise ZooError(f"--workers must be at least 1, got {workers}")
-    fixed = parse_threads(threads, "--threads")
+    fixed = prepare(threads).fixed  # --threads, ZOO_THREADS or OMP_NUM_THREADS (the workers inherit the last two)
     part = parse_shard(shard)
     seed_list = parse_seeds(seeds)
     reg = registry()
@@ -404,7 +430,8 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
         done = {(r["model"], r["task"], r["seed"]) for r in results.rows()}
         todo = [c for c in mine if (c.model, c.task, c.seed) not in done]
         workers = min(workers or usable_cpus(), max(len(todo), 1))
-        threads = fixed or max(1, usable_cpus() // workers)  # workers x threads <= cores: no thread collapse
+        # workers x threads <= cores: no thread collapse; each worker adapts below its share unless fixed
+        threads = Share(fixed or max(1, usable_cpus() // workers), fixed is not None)
         (results.dir / "logs").mkdir(exist_ok=True)
         (results.dir / "runs").mkdir(exist_ok=True)
         plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
@@ -412,7 +439,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
              f"{plural(len(seed_list), 'seed')}; {plural(grid.skipped, 'pair')} skipped: shapes do not fit)"
              + (f", shard {part[0]}/{part[1]}: {len(mine)}" if part else "")
              + f"; {len(mine) - len(todo)} done already, {len(todo)} to run"
-             + (f" with {plural(workers, 'worker')} x {plural(threads, 'thread')}" if todo else "")
+             + (f" with {plural(workers, 'worker')} x {threads}" if todo else "")
              + f"; results in {results.dir}/")
         started = time.monotonic()
         failed = _run_all(todo, grid, results, workers, threads, echo)
@@ -429,7 +456,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
     return rows
 
 
-def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threads: int,
+def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threads: Share,
              echo: Callable[[str], None]) -> list[str]:
     """Run the cells `workers` at a time; Ctrl-C or SIGTERM stops the workers (each saves its state)."""
     pool, failed, finished = Workers(), [], 0

@@ -292,7 +292,8 @@ class TrainCommand(click.Command):
 @click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines, only where the export went")
-@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit")
+@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit, or with more "
+                                            "--threads than CPUs")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
           overwrite, init_from, threads, log_every, quiet, force):
     """Train MODEL on TASK and export the weights.
@@ -326,7 +327,9 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
 
     if not options.get("resume"):
         plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
-    prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
+    # a bad --threads or ZOO_THREADS is answered before torch is imported; the policy's first sample of the
+    # machine's load is taken now, so that its first choice also measures the seconds torch takes to load
+    threads = prepare(threads, options.get("force", False))
     from zoo.loop.training import Interrupted
     from zoo.loop.training import train as run
 
@@ -495,8 +498,12 @@ def _task_of(path: str):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
-def eval_command(weights, task_options, settings, device, as_json, plot):
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def eval_command(weights, task_options, settings, device, as_json, plot, threads):
     """Recompute the metrics of exported weights."""
+    from zoo.loop.threads import prepare
+
+    policy = prepare(threads)  # before torch loads: its first choice measures the load meanwhile
     from zoo.store.checkpoint import load, read_card, weights_file
     from zoo.loop.data import device_of
     from zoo.loop.training import evaluate, pick_device
@@ -511,6 +518,7 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
     net = load(weights, pick_device(device), overrides)
+    policy.start()  # the evaluation and a backtest's refits follow it
     data = _plugin_call(task, "its data", task.load_data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
         raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
@@ -557,16 +565,22 @@ def _plugin_call(task, what: str, function, *args):
 @cli.command("predict", cls=TaskCommand)
 @click.argument("weights")
 @click.option("--device", default="cpu", show_default=True)
-def predict_command(weights, device, **options):
+@click.option("--threads", "zoo_threads", metavar="N",
+              help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def predict_command(weights, device, zoo_threads, **options):
     """Run exported weights on new input.
 
     WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
     WEIGHTS --help` shows them.
     """
+    from zoo.loop.threads import prepare
+
+    policy = prepare(zoo_threads)
     from zoo.store.checkpoint import load, weights_file
     from zoo.loop.training import pick_device
 
     net = load(weights_file(weights), pick_device(device))
+    policy.start()
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")

@@ -30,7 +30,7 @@ from zoo.loop.distributed import World, join, leave
 from zoo.loop.plan import plan
 from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
 from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
-from zoo.loop.threads import Threads
+from zoo.loop.threads import Policy, Threads, current
 from zoo.loop.threads import prepare as prepare_threads
 
 
@@ -269,6 +269,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     A resumed run whose `config.epochs` grew continues with a new learning-rate schedule of the same
     kind over the added epochs (a warm restart) once the one it started with has ended.
     """
+    threads = threads or current()  # a backtest's refits follow the policy of the command that runs them
     train, loss_of = data.train, loss_function(data.problem)
     net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -389,7 +390,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
 
 def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, device: str = "auto",
           out: str | Path | bool | None = None, run_dir: str | Path | None = None, resume: bool = False,
-          overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | None = None,
+          overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | Policy | None = None,
           log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
           force: bool = False) -> torch.nn.Module:
     """Train `model` on `task` and return the network (with `.zoo`, its Card).
@@ -402,7 +403,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
     load (see zoo.loop.threads). Under torchrun, every process trains its share and rank 0 writes.
     """
-    policy = prepare_threads(threads)
+    policy = threads if isinstance(threads, Policy) else prepare_threads(threads, force)
     world, device = join(device)
     try:
         return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,

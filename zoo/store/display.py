@@ -7,6 +7,8 @@ therefore shown escaped, as Python writes them (`\\x1b`, `\\u202e`).
 
 from __future__ import annotations
 
+import sys
+import time
 import unicodedata
 
 # bidirectional embeddings, overrides and isolates: they reorder what the terminal shows ("Trojan source")
@@ -24,3 +26,9 @@ def printable(text: str, newlines: bool = True) -> str:
         return repr(ch)[1:-1]  # '\x1b' -> \x1b
 
     return "".join(map(shown, text)) if not text.isprintable() else text
+
+
+def progress(line: str) -> None:
+    """A line about a long computation in progress (a backtest's fold k of K), on stderr, so that a
+    command's output (`zoo eval --json`) stays what it was."""
+    print(f"[{time.strftime('%H:%M:%S')}] {printable(line, newlines=False)}", file=sys.stderr, flush=True)
