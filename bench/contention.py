@@ -131,7 +131,7 @@ def main() -> None:
 
         print("| workload | condition | " + " | ".join(f"train s, {m}" for m in modes)
               + " | zoo / torch | zoo / pinned | zoo / zoo quiet | wall s, " + " / ".join(modes) + " |")
-        print("|" + " --- |" * (len(modes) * 2 + 5))
+        print("|" + " --- |" * (len(modes) + 6))
         for name in options.workloads.split(","):
             quiet = median(name, "quiet", "zoo")
             for condition in options.conditions.split(","):

@@ -248,7 +248,8 @@ def describe(recipe: dict) -> str:
     epochs = recipe.get("epochs") or {}
     shown = ", ".join(f"{t}={n}" if t != "*" else str(n) for t, n in sorted(epochs.items())) or "the tasks' defaults"
     settings = " ".join(f"-o {s}" for s in recipe.get("settings", []))
-    return f"epochs {shown}" + (f", {settings}" if settings else "")
+    budget = f", --max-time {recipe['max_time']}" if recipe.get("max_time") else ""
+    return f"epochs {shown}" + (f", {settings}" if settings else "") + budget
 
 
 # -- one cell ---------------------------------------------------------------------------------
@@ -263,12 +264,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def train_command(cell: Cell, settings: list[str], threads: "Share") -> list[str]:
+def train_command(cell: Cell, settings: list[str], threads: "Share", max_time: str | None = None) -> list[str]:
     """The `zoo train` arguments that make this cell (what a row quotes to reproduce it)."""
     args = ["train", cell.model, cell.task, "--seed", str(cell.seed)]
     for pair in settings:
         args += ["--epochs", pair.split("=", 1)[1]] if pair.startswith("train.epochs=") else ["-o", pair]
-    return args + threads.options()
+    return args + threads.options() + (["--max-time", max_time] if max_time else [])
 
 
 class Share:
@@ -315,7 +316,8 @@ def collect(cell: Cell, run: Run, results: Results, command: list[str], threads:
     return {"model": cell.model, "task": cell.task, "seed": cell.seed, "metric": metric,
             "minimize": bool(config["minimize"]),
             "value": metrics.get(metric), "split": card["metrics"].get("split"), "metrics": metrics,
-            "parameters": params, "epochs": len(history), "train_seconds": round(seconds, 3),
+            "parameters": params, "epochs": len(history), "out_of_time": run.status() == "out of time",
+            "train_seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3), "samples_per_s": round(samples / seconds, 1) if seconds else None,
             "peak_mib": round(peak_kib / 1024, 1), "threads": threads.count,
             "threads_policy": "fixed" if threads.fixed else "adaptive", "resumed": resumed,
@@ -363,10 +365,11 @@ class Workers:
         return code, time.monotonic() - started, peak
 
 
-def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads: Share) -> tuple[str, dict | str]:
+def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads: Share,
+             max_time: str | None = None) -> tuple[str, dict | str]:
     """Train (or resume, or only collect) one cell; ("done", row), ("failed", why) or ("stopped", why)."""
     run = Run(results.dir / "runs" / cell.name)
-    command = train_command(cell, grid.settings[cell.model, cell.task], threads)
+    command = train_command(cell, grid.settings[cell.model, cell.task], threads, max_time)
     action, argv = "trained", [*command, "--run-dir", str(run.dir), "-q"]
     if run.exists():
         status = run.status()
@@ -376,8 +379,11 @@ def run_cell(cell: Cell, grid: Grid, results: Results, workers: Workers, threads
             action, argv = "collected", None  # trained by an earlier call that stopped before writing its row
         elif status == "no state":  # killed before its first epoch ended
             argv.append("--overwrite")
+        elif status == "out of time" and run.export_path.is_file():
+            action, argv = "collected", None  # its budget ran out and it exported: that is its result
         else:  # stopped, interrupted, or finished without its export: zoo resume continues it
-            action, argv = "resumed", ["resume", str(run.dir), "-q", *threads.options()]
+            action, argv = "resumed", ["resume", str(run.dir), "-q", *threads.options(),
+                                       *(["--max-time", max_time] if max_time else [])]
     code, wall, peak = (0, 0.0, 0) if argv is None else workers.run(
         [sys.executable, "-m", "zoo", *argv], results.dir / "logs" / f"{cell.name}.log", threads.env())
     if code != 0:
@@ -407,8 +413,14 @@ def last_line(path: Path) -> str:
 
 def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None = None, out: str = "results",
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
-          threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
-    """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows."""
+          threads: str | int | None = None, max_time: str | None = None,
+          echo: Callable[[str], None] = print) -> list[dict]:
+    """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows.
+
+    `max_time` gives every cell the same time budget (`zoo train --max-time`), so that the cells are
+    compared at equal wall time as well as at equal epochs."""
+    from zoo.loop.clock import format_duration, parse_duration
+
     from zoo.loop.threads import prepare, usable_cpus
 
     if workers is not None and workers < 1:
@@ -425,7 +437,9 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
         raise ZooError(f"shard {shard} of a grid of {len(grid.cells)} cell{'s' * (len(grid.cells) != 1)} is empty: "
                        f"use at most {len(grid.cells)} shards")
     results = Results(out)
-    results.open({"settings": settings, "epochs": budget})
+    if max_time is not None:
+        max_time = format_duration(parse_duration(max_time))
+    results.open({"settings": settings, "epochs": budget, **({"max_time": max_time} if max_time else {})})
     try:
         done = {(r["model"], r["task"], r["seed"]) for r in results.rows()}
         todo = [c for c in mine if (c.model, c.task, c.seed) not in done]
@@ -442,7 +456,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
              + (f" with {plural(workers, 'worker')} x {threads}" if todo else "")
              + f"; results in {results.dir}/")
         started = time.monotonic()
-        failed = _run_all(todo, grid, results, workers, threads, echo)
+        failed = _run_all(todo, grid, results, workers, threads, echo, max_time)
         if todo:
             echo(f"{len(todo) - len(failed)} of {len(todo)} cells done in {time.monotonic() - started:.1f} s")
     finally:
@@ -457,7 +471,7 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
 
 
 def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threads: Share,
-             echo: Callable[[str], None]) -> list[str]:
+             echo: Callable[[str], None], max_time: str | None = None) -> list[str]:
     """Run the cells `workers` at a time; Ctrl-C or SIGTERM stops the workers (each saves its state)."""
     pool, failed, finished = Workers(), [], 0
     say = threading.Lock()
@@ -465,7 +479,7 @@ def _run_all(todo: list[Cell], grid: Grid, results: Results, workers: int, threa
 
     def one(cell: Cell) -> None:
         nonlocal finished
-        outcome, detail = run_cell(cell, grid, results, pool, threads)
+        outcome, detail = run_cell(cell, grid, results, pool, threads, max_time)
         with say:
             if outcome == "stopped":
                 return

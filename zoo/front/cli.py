@@ -294,8 +294,10 @@ class TrainCommand(click.Command):
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines, only where the export went")
 @click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit, or with more "
                                             "--threads than CPUs")
+@click.option("--max-time", metavar="DURATION", help="a time budget (90s, 20m, 1h30m): stop at the first safe point "
+                                                     "after it and export (the best weights when validated)")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
-          overwrite, init_from, threads, log_every, quiet, force):
+          overwrite, init_from, threads, log_every, quiet, force, max_time):
     """Train MODEL on TASK and export the weights.
 
     Each run gets a folder of its own (printed at the start and the end): config.json, metrics.jsonl,
@@ -307,7 +309,8 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
                        "its own and none is replaced")
     pairs = _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings)
     _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
-                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force)
+                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force,
+                  max_time=max_time)
 
 
 def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, **_) -> list[str]:
@@ -321,9 +324,12 @@ def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, 
         settings or ())
 
 
-def _run_training(model, task, pairs, *, quiet, threads, **options):
+def _run_training(model, task, pairs, *, quiet, threads, max_time=None, **options):
+    from zoo.loop.clock import Budget, parse_duration
     from zoo.loop.plan import plan
     from zoo.loop.threads import prepare
+
+    budget = max_time if isinstance(max_time, Budget) or max_time is None else Budget(parse_duration(max_time))
 
     if not options.get("resume"):
         plan(model, task, pairs)  # settings are checked before torch is imported: mistakes are answered at once
@@ -336,7 +342,7 @@ def _run_training(model, task, pairs, *, quiet, threads, **options):
     # -q keeps one line: where the export went
     log = (lambda line: line.startswith("saved ") and click.echo(line)) if quiet else click.echo
     try:
-        run(model, task, pairs, log=log, progress=not quiet, threads=threads, **options)
+        run(model, task, pairs, log=log, progress=not quiet, threads=threads, max_time=budget, **options)
     except Interrupted as e:
         raise Stopped(str(e), exit_code=128 + e.signal) from None
 
@@ -355,7 +361,8 @@ def _run_folder(path: str) -> str:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-def resume_command(run_dir, epochs, device, threads, quiet):
+@click.option("--max-time", metavar="DURATION", help="a time budget for this session (90s, 20m, 1h30m), as zoo train's")
+def resume_command(run_dir, epochs, device, threads, quiet, max_time):
     """Continue a stopped run, or extend a finished one (--epochs).
 
     Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
@@ -367,7 +374,33 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     info = Run(run_dir).state_info()
     pairs = [f"train.epochs={epochs}"] if epochs is not None else []
     _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run_dir, resume=True,
-                  threads=threads, quiet=quiet, log_every=0)
+                  threads=threads, quiet=quiet, log_every=0, max_time=max_time)
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+@click.option("-q", "--quiet", is_flag=True, help="only the line saying where the export went")
+def export_command(run_dir, device, threads, quiet):
+    """Export a stopped run as it stands, without training further.
+
+    The export holds the run's best weights so far when it monitors a validation split, else its
+    weights as they stand; the run stays resumable (`zoo resume RUN_DIR`).
+    """
+    from zoo.loop.clock import Budget
+    from zoo.store.runs import Run
+
+    run_dir = _run_folder(run_dir)
+    run = Run(run_dir)
+    info = run.state_info()
+    if run.status() == "running":
+        raise ZooError(f"{run.dir} is in use by another process (pid {run.locked_by()}): stop it first (Ctrl-C or "
+                       f"kill -TERM), then zoo export {run.dir}")
+    if info.get("status") == "finished" and run.export_path.is_file():
+        raise ZooError(f"the run in {run.dir} has finished and exported {run.export_path} already")
+    _run_training(info["model"], info["task"], [], device=device, out=None, run_dir=run_dir, resume=True,
+                  threads=threads, quiet=quiet, log_every=0, max_time=Budget(0))
 
 
 @cli.command("runs")
@@ -420,7 +453,8 @@ def plot_command(run_dir, out):
 @click.option("--merge", is_flag=True, help="join the results folders given instead of MODELS TASKS into --out")
 @click.option("--threads", metavar="N", help="CPU threads per worker [default: the cores / --workers]")
 @click.option("--plot", is_flag=True, help="also draw each task's metric against train time (summary.png)")
-def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, threads, plot):
+@click.option("--max-time", metavar="DURATION", help="the same time budget for every cell (zoo train --max-time)")
+def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, threads, plot, max_time):
     """Train and evaluate every model that fits each task, over seeds, into a results table.
 
     \b
@@ -444,7 +478,7 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, th
             raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
                            f"{'s' * (len(names) != 1)}")
         bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
-                    shard=shard, plot=plot, threads=threads, echo=click.echo)
+                    shard=shard, plot=plot, threads=threads, max_time=max_time, echo=click.echo)
     except bench.Stopped as e:
         raise Stopped(str(e), exit_code=128 + e.signal) from None
 

@@ -30,6 +30,7 @@ from zoo.loop.distributed import World, join, leave
 from zoo.loop.plan import plan
 from zoo.store.runs import CONFIG, EXPORT, LOCK, METRICS, RUNS_ROOT, STATE, Run, new_run, runs_of
 from zoo.contract.specs import Card, Problem, Task, TaskData, TrainConfig, ZooError
+from zoo.loop.clock import Budget, format_duration, parse_duration
 from zoo.loop.threads import Policy, Threads, current
 from zoo.loop.threads import prepare as prepare_threads
 
@@ -260,7 +261,7 @@ def restore(tensors: dict, info: dict, model, shuffle: torch.Generator) -> dict 
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
-        log_every: int = 0, threads: Threads | None = None) -> Progress:
+        log_every: int = 0, threads: Threads | None = None, budget: Budget | None = None) -> Progress:
     """Adam over shuffled mini-batches of the train split, one epoch after another.
 
     Each epoch: the steps, then the monitored split's metrics (every epoch when there is a validation
@@ -268,6 +269,10 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     a line in the run's metrics.jsonl and a resumable state. `data` should be on `device` already.
     A resumed run whose `config.epochs` grew continues with a new learning-rate schedule of the same
     kind over the added epochs (a warm restart) once the one it started with has ended.
+    With a time `budget`, the run stops at the first safe point after it (between two steps, or at an
+    epoch's end), saves its state and returns with `budget.reached` set and, when a held-out split is
+    monitored, the best weights loaded. The best weights are kept (in the state too) whenever a
+    held-out split or --patience is monitored, so that a stopped run can be exported as it stands.
     """
     threads = threads or current()  # a backtest's refits follow the policy of the command that runs them
     train, loss_of = data.train, loss_function(data.problem)
@@ -301,6 +306,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
+    keep_best = bool(config.patience) or (data.val is not None and monitor != "train")
     bar = ProgressBar(progress and world.main, config.epochs * batches_per_epoch,
                       (at.epoch - 1) * batches_per_epoch + at.batch)
 
@@ -329,6 +335,12 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                     continue
                 if threads is not None:
                     threads.adjust()
+                if budget is not None and world.size == 1 and budget.over():  # a safe point: before a step
+                    at.batch, at.loss_sum, at.seconds = number, total.item(), time.perf_counter() - started
+                    kept = resume[1].get("status", "interrupted") if resume and not budget.seconds else "out of time"
+                    save(epoch_start, kept)  # a zero budget (zoo export) leaves the run's status as it was
+                    budget.reached = f"in epoch {epoch} after step {number}" if number else f"before epoch {epoch}"
+                    break
                 part = world.shard(index)
                 inputs, targets = train.batch(part)
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -350,6 +362,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                     at.batch, at.loss_sum, at.seconds = number + 1, total.item(), time.perf_counter() - started
                     save(epoch_start, "interrupted")
                     raise Interrupted(f"interrupted in epoch {epoch} after step {number + 1}", stop.signal)
+            if budget is not None and budget.reached:
+                break
             seconds = time.perf_counter() - started
             loss_sum, examples = world.total(total.item(), at.examples)
             row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
@@ -364,7 +378,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 if isinstance(score, (int, float)):
                     if at.best is None or (score < at.best if task.minimize else score > at.best):
                         at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
-                        if config.patience:
+                        if keep_best:
                             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     else:
                         at.bad_epochs += 1
@@ -377,14 +391,21 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             if saving:
                 run.log(row)
             stopping = world.agree(stop.pending)
-            save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else "running")
+            out_of_time = not at.done and not stopping and budget is not None and world.agree(budget.over())
+            save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
+                 "out of time" if out_of_time else "running")
             if early:
                 bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
                                f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
             if stopping:
                 raise Interrupted(f"interrupted after epoch {epoch}", stop.signal)
-    if config.patience and best is not None:
+            if out_of_time:
+                budget.reached = f"after epoch {epoch}"
+                break
+    if best is not None and (config.patience or (budget is not None and budget.reached)):
         model.load_state_dict(best)
+        if budget is not None:
+            budget.weights = f"the best weights ({monitor} {task.metric} {at.best:.4f}, epoch {at.best_epoch})"
     return at
 
 
@@ -392,7 +413,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
           out: str | Path | bool | None = None, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, init_from: str | Path | None = None, threads: int | str | Policy | None = None,
           log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
-          force: bool = False) -> torch.nn.Module:
+          force: bool = False, max_time: float | str | Budget | None = None) -> torch.nn.Module:
     """Train `model` on `task` and return the network (with `.zoo`, its Card).
 
     Files go to the run folder: `run_dir`, or by default a new checkpoints/MODEL-TASK, -2, -3, ...
@@ -402,12 +423,16 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     `init_from` starts from the weights of an export of the same model and task, its vocabulary
     and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
     load (see zoo.loop.threads). Under torchrun, every process trains its share and rank 0 writes.
+    `max_time`: a time budget (seconds, or `20m`, `1h30m`), counted from this call: training stops at
+    the first safe point after it and exports (see zoo.loop.clock).
     """
+    budget = max_time if isinstance(max_time, Budget) or max_time is None else Budget(
+        parse_duration(max_time) if isinstance(max_time, str) else float(max_time))
     policy = threads if isinstance(threads, Policy) else prepare_threads(threads, force)
     world, device = join(device)
     try:
         return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,
-                      log, progress, log_every, force)
+                      log, progress, log_every, force, budget)
     finally:
         if world.size > 1:
             leave()
@@ -482,7 +507,7 @@ def _init_weights(net: torch.nn.Module, path: Path) -> None:
 
 
 def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy, log, progress,
-           log_every, force=False):
+           log_every, force=False, budget=None):
     from zoo import __version__
     from zoo.store.checkpoint import check_writable, read_card, save, weights_file
 
@@ -572,7 +597,8 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                                **({"init_from": str(init_from)} if init_from is not None else {})})
             dtype = autocast_dtype(p.train_config.precision, dev)
             params = sum(t.numel() for t in net.parameters())
-            verb = "extending" if resume and extended else "resuming" if resume else "training"
+            verb = ("exporting" if budget is not None and budget.seconds == 0 else "extending" if resume and extended
+                    else "resuming" if resume else "training")
             say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
                 f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
                 f"{f', {threads.describe()}' if dev.type == 'cpu' else ''}"
@@ -580,12 +606,20 @@ def _train(model, task, overrides, device, out, run_dir, resume, overwrite, init
                 f"{f', from {init_from}' if init_from is not None else ''}{f'; run in {run.dir}' if run else ''}")
             if p.note:
                 say(p.note)
+            if budget is not None:
+                say(budget.describe())
             if resume and extended:
                 say(f"extending from {planned} to {p.train_config.epochs} epochs"
                     + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
                        if p.train_config.schedule != "constant" else ""))
             fit(net, data, p.task, p.train_config, dev, run=run if world.main else None, identity=identity,
-                resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads)
+                resume=state, world=world, log=say, progress=progress, log_every=log_every, threads=threads,
+                budget=budget)
+            if budget is not None and budget.reached:
+                kept = run is not None and run.state_path.is_file()
+                say((f"time budget of {format_duration(budget.seconds)} reached {budget.reached} "
+                     f"({format_duration(budget.elapsed())})" if budget.seconds else f"stopped {budget.reached}")
+                    + f": exporting {budget.weights}" + (f"; zoo resume {run.dir} trains further" if kept else ""))
         fresh_run = False  # from here on the run folder holds a state worth keeping
         split = data.report_split
         metrics = {"split": split, **evaluate(p.task, net, data, split)} if world.main else {}
