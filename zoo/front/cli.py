@@ -416,14 +416,19 @@ def runs_command(root, as_json):
             rows.append(summary(run))
         except ZooError as e:  # one damaged run does not hide the others
             rows.append({"run": str(run.dir), "model": "?", "task": "?", "epochs": "?", "status": "damaged",
-                         "metric": "", "best": None, "best_epoch": None, "export": None, "problem": str(e)})
+                         "metric": "", "best": None, "best_epoch": None, "export": None, "export_metric": None,
+                         "export_value": None, "problem": str(e)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         raise ZooError(f"no runs in {root}")
-    _table([[r["run"], r["model"], r["task"], r["epochs"], r["status"],
-             "" if r["best"] is None else f"{r['metric']} {r['best']:.4f} (epoch {r['best_epoch']})"] for r in rows],
+    def best(r):  # what the export reports, as zoo eval does; before it exists, the best monitored epoch
+        if r.get("export_value") is not None:
+            return f"{r['export_metric']} {r['export_value']:.4f} (export)"
+        return "" if r["best"] is None else f"{r['metric']} {r['best']:.4f} (epoch {r['best_epoch']})"
+
+    _table([[r["run"], r["model"], r["task"], r["epochs"], r["status"], best(r)] for r in rows],
            ["RUN", "MODEL", "TASK", "EPOCHS", "STATUS", "BEST"])
 
 

@@ -136,7 +136,7 @@ def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
         wrong = next((ch for i, ch in enumerate(vocab) if not isinstance(ch, str) or len(ch) != 1 or ch in vocab[:i]))
         raise ZooError(f"the model's vocabulary is damaged: {wrong!r} is " + (
             "in it twice" if isinstance(wrong, str) and len(wrong) == 1 else "not a single character"))
-    unknown = sorted({ch for ch in text if ch not in index})
+    unknown = list(dict.fromkeys(ch for ch in text if ch not in index))  # in the order the text has them
     if unknown:
         raise ZooError(f"{what} has characters the model never saw: {''.join(unknown)!r} "
                        f"(its vocabulary: {''.join(vocab)!r})")

@@ -86,6 +86,28 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
 
 
+LINE_WIDTH = 100  # a metric line fits a terminal of 100 columns; `zoo eval` shows every metric
+
+
+def metric_line(head: str, split: str, metrics: Mapping[str, Any], headline: str, tail: str,
+                width: int = LINE_WIDTH) -> str:
+    """`head  split headline v  other v ...  tail` in at most `width` characters: the task's headline
+    metric first, then the others while they fit (the speed goes before any metric)."""
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "split"}
+    order = sorted(shown, key=lambda k: k != headline)  # stable: the rest keep the task's order
+    parts = [f"{k} {shown[k]:.4f}" if isinstance(shown[k], float) else f"{k} {shown[k]}" for k in order]
+    for tails in ([tail], [tail.split("  ")[0]]):
+        line = head
+        for i, part in enumerate(parts):
+            candidate = f"{line}  {split} {part}" if i == 0 else f"{line}  {part}"
+            if len(candidate) + sum(len(t) + 2 for t in tails) > width and i > 0:
+                break
+            line = candidate
+        else:
+            return "  ".join([line, *tails])
+    return "  ".join([line, *tails])
+
+
 class ProgressBar:
     """One bar for the whole run on a terminal's stderr (tqdm): epochs, steps, ETA and the current loss.
 
@@ -99,15 +121,18 @@ class ProgressBar:
             self.bar = tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True,
                             leave=False, smoothing=0.05)
         self._shown_at = 0.0
+        self._epoch = ""
 
     def step(self, epoch: str, loss: torch.Tensor) -> None:
         if self.bar is None:
             return
+        if epoch != self._epoch:  # the label keeps step with the metric lines: changed as the epoch does
+            self._epoch = epoch
+            self.bar.set_description_str(f"epoch {epoch}", refresh=False)
         self.bar.update(1)
         now = time.monotonic()
         if now - self._shown_at > 0.5:  # reading the loss waits for the device: not at every step
             self._shown_at = now
-            self.bar.set_description_str(f"epoch {epoch}", refresh=False)
             self.bar.set_postfix_str(f"loss {loss.item():.4f}", refresh=False)
 
     def write(self, log: Callable[[str], None], line: str) -> None:
@@ -385,9 +410,9 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             early = world.agree(bool(config.patience) and at.bad_epochs >= config.patience)
             at = replace(at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0, done=last or early)
             if world.main and (epoch % log_every == 0 or last or early):
-                shown_metrics = f"  {monitor} {format_metrics(row[monitor])}" if monitor in row else ""
-                bar.write(log, f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}{shown_metrics}  "
-                               f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s")
+                bar.write(log, metric_line(f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}",
+                                           monitor, row.get(monitor, {}), task.metric,
+                                           f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s"))
             if saving:
                 run.log(row)
             stopping = world.agree(stop.pending)
@@ -454,6 +479,10 @@ def _existing_run(model: str, task: str, run_dir, resume: bool, overwrite: bool,
         run = Run(run_dir)
         if run.dir.exists() and not run.dir.is_dir():
             raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
+        if run.exists() and run.in_use():  # said first: --resume or --overwrite would not help
+            pid = run.locked_by()
+            raise ZooError(f"{run.dir} is in use by another zoo process{f' (pid {pid})' if pid else ''}; wait for it "
+                           f"to end, or give another --run-dir")
         if run.exists() and not overwrite:
             raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
                            f"another --run-dir")

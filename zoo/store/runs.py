@@ -260,11 +260,29 @@ def summary(run: Run) -> dict[str, Any]:
     sign = -1 if config.get("minimize") else 1  # the best score, and the first epoch that reached it
     best = max(scored, key=lambda pair: (sign * pair[0], -pair[1])) if scored else None
     epochs = config.get("train_config", {}).get("epochs", "?") if isinstance(config.get("train_config"), dict) else "?"
+    exported = exported_metric(run.export_path, metric)
     return {"run": str(run.dir), "model": config.get("model"), "task": config.get("task"),
             "epochs": f"{history[-1]['epoch'] if history else 0}/{epochs}",
             "status": run.status(), "metric": f"{split} {metric}".strip(),
             "best": None if best is None else best[0], "best_epoch": None if best is None else best[1],
-            "export": str(run.export_path)}
+            "export": str(run.export_path),
+            "export_metric": exported and exported[0], "export_value": exported and exported[1]}
+
+
+def exported_metric(path: Path, metric: str) -> tuple[str, float] | None:
+    """("test rmse", 9.95): the headline metric an export reports (what `zoo eval` shows), or None."""
+    from zoo.store.checkpoint import describe
+
+    if not metric or not path.is_file():
+        return None
+    try:
+        metrics = describe(path)["metrics"]
+    except ZooError:
+        return None
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{metrics.get('split', '')} {metric}".strip(), float(value)
 
 
 def plot_curves(run: Run, path: str | Path) -> None:
