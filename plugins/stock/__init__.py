@@ -109,6 +109,7 @@ def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
                            f"them to train)")
     table = torch.tensor(prices.values, dtype=torch.float64)
     data = build(config, prices.names, table, cut, days, meta, where)
+    data.train.dates = data.test.dates = prices.dates  # the plot's x axis (None for a file without dates)
     if config.backtest:
         folds = config.backtest
         if meta is None:

@@ -135,11 +135,21 @@ def plot(model, data: zoo.TaskData, split: str, path: str) -> None:
     baseline = min((name for name in guesses if name != "model"), key=lambda n: metrics[PREFIX[n] + "rmse"])
     horizon, column = truth.shape[1], data.meta["columns"][-1]
     figure, axes = plt.subplots(figsize=(10, 4.5))
-    axes.plot(truth[:, -1].numpy(), label="truth", color="black", linewidth=1)
-    axes.plot(guesses["model"][:, -1].numpy(), label=f"model (rmse {metrics['rmse']:.2f})")
-    axes.plot(guesses[baseline][:, -1].numpy(), label=f"{baseline} (rmse {metrics[PREFIX[baseline] + 'rmse']:.2f})",
+    windows = data.split(split)
+    dates = getattr(windows, "dates", None)
+    if dates:  # the day each forecast is for: its window's last day plus the horizon
+        import numpy as np
+
+        x = np.array([dates[o] for o in (windows.origins + horizon).tolist()], dtype="datetime64[D]")
+    else:
+        x = list(range(len(truth)))
+    axes.plot(x, truth[:, -1].numpy(), label="truth", color="black", linewidth=1)
+    axes.plot(x, guesses["model"][:, -1].numpy(), label=f"model (rmse {metrics['rmse']:.2f})")
+    axes.plot(x, guesses[baseline][:, -1].numpy(), label=f"{baseline} (rmse {metrics[PREFIX[baseline] + 'rmse']:.2f})",
               linestyle="--")
-    axes.set_xlabel(f"{split} day")
+    if dates:
+        figure.autofmt_xdate()
+    axes.set_xlabel("date" if dates else f"{split} day (the file has no dates)")
     axes.set_ylabel(column)
     axes.set_title(f"{column} {horizon} trading day{'s' * (horizon > 1)} ahead, {split} days")
     axes.legend()

@@ -584,10 +584,14 @@ def draw(rows: list[dict], path: Path) -> None:
     tasks = sorted({e["task"] for e in entries})
     figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for axis, task in zip(axes[0], tasks):
-        for e in (e for e in entries if e["task"] == task):
+        mine = [e for e in entries if e["task"] == task]
+        middle = (min(e["train_seconds"] for e in mine) + max(e["train_seconds"] for e in mine)) / 2
+        for e in mine:
             axis.errorbar(e["train_seconds"], e["mean"], yerr=e["std"] or 0, fmt="o", capsize=3)
-            axis.annotate(e["model"], (e["train_seconds"], e["mean"]), fontsize=8, xytext=(3, 3),
-                          textcoords="offset points")
+            right = e["train_seconds"] > middle  # a label in the right half reads leftwards: none leaves the axes
+            axis.annotate(e["model"], (e["train_seconds"], e["mean"]), fontsize=8, xytext=(-4 if right else 4, 4),
+                          textcoords="offset points", ha="right" if right else "left")
+        axis.margins(x=0.12, y=0.12)  # room for the labels of the outermost points
         axis.set_title(task)
         axis.set_xlabel("train seconds")
         axis.set_ylabel(next(e["metric"] for e in entries if e["task"] == task))
