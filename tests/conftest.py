@@ -55,12 +55,15 @@ _CHECKOUT = pytest.StashKey()
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Each test: its own working folder, only built-in plugins, a fresh registry, and one CPU thread
-    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.loop.threads)."""
+    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.loop.threads).
+    Runs write their state after every epoch (ZOO_STATE_SECONDS=0), so that a test can stop one at a
+    known epoch; tests/test_state_interval.py checks the default interval."""
     import torch
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(registry_module.LOAD_ENV, "")
     monkeypatch.setenv("ZOO_THREADS", "1")
+    monkeypatch.setenv("ZOO_STATE_SECONDS", "0")
     torch.set_num_threads(1)
     registry_module.reset()
     yield

@@ -1,7 +1,9 @@
 """The one training loop, and `train()`, which resolves a model/task pair, runs the loop and exports.
 
-A run saves a resumable state at the end of every epoch, and when asked to stop (Ctrl-C, SIGTERM)
-between two steps; resuming from it gives bit for bit the weights of a run never interrupted (CPU).
+A run saves a resumable state after its first epoch, then at the end of an epoch every STATE_SECONDS
+(10 s; $ZOO_STATE_SECONDS, 0 for every epoch), at its end, at a time budget and when asked to stop
+(Ctrl-C, SIGTERM) between two steps; resuming from it gives bit for bit the weights of a run never
+interrupted (CPU). A run killed outright goes on from its last state; the metrics log is cut back to it.
 """
 
 from __future__ import annotations
@@ -175,6 +177,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     return None
 
 
+STATE_SECONDS_ENV = "ZOO_STATE_SECONDS"
+STATE_SECONDS = 10.0  # a killed run loses at most this much training; short epochs do not each write a state
+
+
+def state_seconds() -> float:
+    """How often (seconds) a run writes its resumable state between epochs; $ZOO_STATE_SECONDS, 0: every epoch."""
+    value = os.environ.get(STATE_SECONDS_ENV, "").strip()
+    try:
+        return max(0.0, float(value)) if value else STATE_SECONDS
+    except ValueError:
+        raise ZooError(f"{STATE_SECONDS_ENV} must be a number of seconds, got {value!r}") from None
+
+
 class Interrupted(ZooError):
     """Training stopped on request; the message says what was kept."""
 
@@ -335,9 +350,13 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     bar = ProgressBar(progress and world.main, config.epochs * batches_per_epoch,
                       (at.epoch - 1) * batches_per_epoch + at.batch)
 
+    saved = SimpleNamespace(at=None, epoch=at.epoch - 1)  # when the state was last written, and after which epoch
+    interval = state_seconds()
+
     def save(shuffle_state, status):
         if saving:
             run.save_state(*capture(model, optimizer, scheduler, shuffle_state, at, best, identity or {}, status))
+            saved.at = time.monotonic()
 
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
@@ -394,7 +413,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
             row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": at.lr, "seconds": seconds,
                    "samples_per_s": examples / seconds}
             if not math.isfinite(row["loss"]):
-                kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
+                kept = f"; the state after epoch {saved.epoch} is kept in {run.dir}" if run and saved.epoch else ""
                 raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
             last = epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
@@ -417,8 +436,13 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 run.log(row)
             stopping = world.agree(stop.pending)
             out_of_time = not at.done and not stopping and budget is not None and world.agree(budget.over())
-            save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
-                 "out of time" if out_of_time else "running")
+            # the state after the first epoch (the run is resumable), then every STATE_SECONDS, and at the end or
+            # a stop: short epochs (stock's 500 of one batch) do not spend their time writing states
+            if (at.done or stopping or out_of_time or saved.at is None
+                    or time.monotonic() - saved.at >= interval):
+                save(shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
+                     "out of time" if out_of_time else "running")
+                saved.epoch = epoch
             if early:
                 bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
                                f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
@@ -454,6 +478,7 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     budget = max_time if isinstance(max_time, Budget) or max_time is None else Budget(
         parse_duration(max_time) if isinstance(max_time, str) else float(max_time))
     policy = threads if isinstance(threads, Policy) else prepare_threads(threads, force)
+    state_seconds()  # a bad $ZOO_STATE_SECONDS is answered before any work
     world, device = join(device)
     try:
         return _train(model, task, overrides, device, out, run_dir, resume, overwrite, init_from, world, policy,
