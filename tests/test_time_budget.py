@@ -67,7 +67,7 @@ def test_resume_takes_a_budget_too_and_goes_on_from_where_it_stopped(runner, tmp
 def test_with_a_validation_split_the_export_holds_the_best_weights(runner, tmp_path, long_text):
     run = tmp_path / "lm"
     result = zoo_cli(runner, "train", "gru", "charlm", "--text", long_text, "--val-fraction", "0.2", "--hidden-size",
-                     "16", "-e", "1000000", "--max-time", "3s", "--run-dir", run, "--lr", "0.05")
+                     "16", "-e", "1000000", "--max-time", "3s", "--run-dir", run, "--lr", "0.05", "--patience", "0")
     assert result.exit_code == 0, result.output
     state = load_file(run / "state.safetensors")
     best = {k[len("best/"):]: v for k, v in state.items() if k.startswith("best/")}
