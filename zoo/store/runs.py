@@ -363,6 +363,8 @@ def run_to_resume(model: str, task: str, run_dir: str | Path | None) -> Run:
     runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
     if not runs:
         raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
+    if runs[-1].in_use():  # said first: a run another process writes is not one to continue (state or not)
+        raise runs[-1]._busy()
     runs[-1].state_info()  # says what is wrong before anything else happens
     return runs[-1]
 
@@ -487,6 +489,8 @@ def resumable(target: str | Path, root: str | Path = RUNS_ROOT) -> tuple[Found, 
     if len(Path(target).parts) != 1 and not Path(target).exists():
         Run(target).state_info()  # says there is no saved state there
     found = run_of(target, root, "resume")
+    if found.run.in_use():  # said first, before what its state says (it may have none yet)
+        raise found.run._busy()
     return found, found.run.state_info()
 
 
