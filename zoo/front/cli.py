@@ -664,8 +664,13 @@ def export_command(source, fmt, out, device, threads, quiet):
     zoo export RUN|FILE --format onnx   an ONNX file beside the export (docs/onnx.md)
     """
     if fmt != "safetensors":
+        from zoo.loop.threads import prepare
+
+        policy = prepare(threads)  # tracing and checking the graph compute: the same thread policy
         from zoo.store.onnx_export import export
 
+        if fmt == "onnx":
+            policy.start()
         click.echo(f"wrote {export(_located(source) if fmt == 'onnx' else source, fmt, out)}")
         return
     from pathlib import Path
@@ -699,7 +704,8 @@ def export_command(source, fmt, out, device, threads, quiet):
 @click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="change a task setting, e.g. where the data is: -o root=datasets")
 @click.option("--device", default="cpu", show_default=True)
-def inspect_command(weights, inputs, out, png, features, beam, count, settings, device):
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def inspect_command(weights, inputs, out, png, features, beam, count, settings, device, threads):
     """Write one self-contained HTML page of what every cell computed, step by step.
 
     INPUTS are what `zoo predict` takes for the task (a text or a text file, image files, sentences, a
@@ -707,11 +713,15 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
     """
     from pathlib import Path
 
+    from zoo.loop.threads import prepare
+
+    policy = prepare(threads)  # the thread policy of every command that computes (issue 23)
     from zoo.front.inspect import inspect
     from zoo.store.exports import read_card
 
     weights = _located(weights)
     task = registry().get_task(read_card(weights).task)
+    policy.start()
     overrides = _task_overrides([], settings, task.config)
     options = {k: v for k, v in {"feature": list(features), "beam": beam, "count": count}.items() if v}
     page, size = _plugin_call(task, "the inspection", inspect, weights, inputs, Path(out) if out else None,
