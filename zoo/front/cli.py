@@ -678,8 +678,8 @@ def export_command(source, fmt, out, device, threads, quiet):
     from zoo.loop.clock import Budget
 
     if Path(source).is_file():
-        raise ZooError(f"{source} is an export already: zoo export RUN exports a stopped run as it stands, and "
-                       f"--format onnx converts an export")
+        raise ZooError(f"{source} is a file, not a run: zoo export RUN exports a stopped run (its folder or name) as "
+                       f"it stands, and --format onnx converts an export")
     run = _located(source, "resume")
     info = run.state_info()
     if run.in_use():

@@ -364,5 +364,5 @@ def export(source: str, fmt: str = "safetensors", out: str | None = None) -> Pat
 
 def safetensors_export(weights: Path, out: str | None) -> Path:
     """A safetensors export is made from a run's state, by training (zoo export RUN: a zero time budget)."""
-    raise ZooError(f"{weights} is an export already: zoo export RUN exports a stopped run as it stands, and "
-                   f"--format onnx converts an export")
+    raise ZooError(f"{weights} is a file, not a run: zoo export RUN exports a stopped run (its folder or name) as "
+                   f"it stands, and --format onnx converts an export")
