@@ -1,6 +1,7 @@
 """Training on a shared machine: torch's thread defaults against zoo's, quiet and beside busy processes.
 
-    python bench/contention.py [--rounds 1] [--workloads charlm,stock,mnist]
+    python bench/contention.py [--rounds 1] [--workloads charlm,stock,mnist] [--modes zoo,torch,pinned]
+    python bench/contention.py --workloads charlm --conditions "2 busy" --modes zoo,pinned --rounds 5
 
 Each workload is a whole `zoo train` command; the table gives its training time (the epochs' seconds
 from the run's metrics.jsonl, where the threads matter) and its wall time (start to exit, which adds
@@ -11,8 +12,10 @@ about 2.5 s of starting Python and importing torch):
 Conditions: quiet (nothing started by this script), beside one and two pure-Python busy loops, and
 beside another `zoo train` (zoo's defaults). "torch" runs the same command with torch imported before
 zoo, so zoo cannot set the OpenMP wait policy, and with torch's own thread count; "zoo" is the
-default. Old and new alternate within a round, so both see the same machine.
+default; "pinned" runs it with `--threads 1` (nothing spins: the best a loaded machine allows). The modes
+alternate within a round (their order turning each round), so all see the same machine.
 Targets (issue 9): zoo beside busy processes <= 1.5x its quiet time; zoo quiet <= 1.05x torch quiet.
+Target (issue 23): a short `zoo train lstm charlm` beside two busy processes <= 1.2x the pinned run.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def timed(mode: str, args: list[str], folder: Path, cap: float) -> tuple[float, 
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "ZOO_THREADS")}
     env["ZOO_LOAD_PLUGINS"] = ""
-    extra = ["--threads", str(os.cpu_count())] if mode == "torch" else []  # torch's default: one per core
+    # torch's default: one thread per core; pinned: one thread
+    extra = {"torch": ["--threads", str(os.cpu_count())], "pinned": ["--threads", "1"]}.get(mode, [])
     run = folder / f"run-{mode}"
     start = time.perf_counter()
     try:
@@ -86,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workloads", default="charlm,stock,mnist")
     parser.add_argument("--conditions", default="quiet,1 busy,2 busy,zoo beside")
+    parser.add_argument("--modes", default="zoo,torch", help="zoo, torch and pinned (zoo with --threads 1)")
     parser.add_argument("--cap", type=float, default=300,
                         help="seconds after which a run is stopped and shown as '> cap'")
     options = parser.parse_args()
@@ -102,8 +107,10 @@ def main() -> None:
                         "zoo beside": lambda: [other_training(folder)]}[condition]()
                 try:
                     time.sleep(1 if load else 0)  # let the load get going
+                    modes = options.modes.split(",")
                     for round_ in range(options.rounds):
-                        for mode in (("zoo", "torch") if round_ % 2 == 0 else ("torch", "zoo")):
+                        turn = round_ % len(modes)
+                        for mode in modes[turn:] + modes[:turn]:
                             train, wall = timed(mode, workloads[name], folder, options.cap)
                             results.setdefault((name, condition, mode), []).append(train)
                             results.setdefault((name, condition, mode + " wall"), []).append(wall)
@@ -114,21 +121,29 @@ def main() -> None:
                         process.kill()
                         process.wait()
         print(f"\nload average at the end {os.getloadavg()[0]:.2f}; medians of {options.rounds} round(s)\n")
-        print("| workload | condition | train s, torch's defaults | train s, zoo's default | zoo / torch | "
-              "zoo / zoo quiet | wall s, torch / zoo |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        modes = options.modes.split(",")
 
         def shown(value: float) -> str:
             return f"> {options.cap:.0f}" if math.isinf(value) else f"{value:.2f}"
 
+        def median(name, condition, mode):
+            return statistics.median(results[(name, condition, mode)]) if (name, condition, mode) in results else None
+
+        print("| workload | condition | " + " | ".join(f"train s, {m}" for m in modes)
+              + " | zoo / torch | zoo / pinned | zoo / zoo quiet | wall s, " + " / ".join(modes) + " |")
+        print("|" + " --- |" * (len(modes) + 6))
         for name in options.workloads.split(","):
-            quiet = statistics.median(results[(name, "quiet", "zoo")]) if (name, "quiet", "zoo") in results else None
+            quiet = median(name, "quiet", "zoo")
             for condition in options.conditions.split(","):
-                old, new = (statistics.median(results[(name, condition, mode)]) for mode in ("torch", "zoo"))
-                walls = [statistics.median(results[(name, condition, f"{mode} wall")]) for mode in ("torch", "zoo")]
-                versus_quiet = f"{new / quiet:.2f}" if quiet else "-"
-                print(f"| {name} | {condition} | {shown(old)} | {shown(new)} | {new / old:.2f} | {versus_quiet} | "
-                      f"{shown(walls[0])} / {shown(walls[1])} |")
+                train = {m: median(name, condition, m) for m in modes}
+                walls = [median(name, condition, f"{m} wall") for m in modes]
+                ratio = lambda other: f"{train['zoo'] / train[other]:.2f}" if train.get(other) and train.get(  # noqa: E731
+                    "zoo") else "-"
+                versus_quiet = f"{train['zoo'] / quiet:.2f}" if quiet and train.get("zoo") else "-"
+                print(f"| {name} | {condition} | " + " | ".join(shown(train[m]) for m in modes)
+                      + f" | {ratio('torch')} | {ratio('pinned')} | {versus_quiet} | "
+                      + " / ".join(shown(w) for w in walls) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -76,11 +76,17 @@ def download(cls, root: Path) -> str | None:
     return None
 
 
-def fetch(source: Source, config: RowsConfig):
-    """(train images, train labels, test images, test labels) through torchvision, checked."""
+def fetch(source: Source, config: RowsConfig, evaluating: bool = False):
+    """(train images, train labels, test images, test labels) through torchvision, checked. A first
+    training run downloads into a new --root; evaluating an export (`zoo eval --root`) needs the
+    folder to exist, so that a typo does not become a folder with 55 MB unpacked in it."""
     from torchvision import datasets
 
     cls = getattr(datasets, source.folder)
+    if evaluating and config.root and not Path(config.root).is_dir():
+        file = " (it is a file)" if Path(config.root).exists() else ""
+        raise zoo.ZooError(f"--root {config.root} is not a folder{file}: give the folder that holds {source.folder}/, "
+                           f"or create it first (mkdir -p {config.root}) for zoo to put {source.title} there")
     root = data_root(config.root)
     raw = root / source.folder / "raw"
     missing = [name for name in FILES if not (raw / name).is_file()]
@@ -126,7 +132,7 @@ def make_data(source: Source, config: RowsConfig, meta: dict | None) -> zoo.Task
 
     from zoo import TensorSplit
 
-    train_x, train_y, test_x, test_y = fetch(source, config)
+    train_x, train_y, test_x, test_y = fetch(source, config, evaluating=meta is not None)
     if config.val_size >= len(train_x):
         raise zoo.ZooError(f"val_size {config.val_size} leaves no training images (there are {len(train_x)})")
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))  # the same split every run

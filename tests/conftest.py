@@ -8,17 +8,62 @@ from zoo.contract import registry as registry_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "zoo-adding"
+# Python's own caches, made by importing: not files a test left
+CACHES = ("__pycache__/", ".pytest_cache/", ".egg-info/")
+
+
+def checkout_files(root: Path) -> set[str] | None:
+    """What `git status --porcelain --ignored` lists in the checkout at `root` (ignored files included),
+    less Python's caches; None outside a git checkout (an unpacked sdist, say) or without git."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--ignored"], capture_output=True,
+                              text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0 or not (root / ".git").exists():
+        return None
+    return {line for line in done.stdout.splitlines() if not any(cache in line for cache in CACHES)}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_CHECKOUT] = checkout_files(ROOT)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when the tests left files in the checkout: every test works in a temporary folder."""
+    before = session.config.stash.get(_CHECKOUT, None)
+    if before is None:
+        return
+    left = sorted((checkout_files(ROOT) or set()) - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"the tests left {len(left)} new entr{'y' if len(left) == 1 else 'ies'} in the checkout {ROOT} "
+                   "(every test must work in a temporary folder):\n  " + "\n  ".join(left))
+        if reporter is not None:
+            reporter.write_sep("=", "the checkout is not clean", red=True)
+            reporter.write_line(f"ERROR: {message}", red=True)
+        else:
+            print(f"ERROR: {message}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_CHECKOUT = pytest.StashKey()
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Each test: its own working folder, only built-in plugins, a fresh registry, and one CPU thread
-    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.loop.threads)."""
+    (the tests' tensors are tiny, and a busy machine must not slow them down: see zoo.loop.threads).
+    Runs write their state after every epoch (ZOO_STATE_SECONDS=0), so that a test can stop one at a
+    known epoch; tests/test_state_interval.py checks the default interval."""
     import torch
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(registry_module.LOAD_ENV, "")
     monkeypatch.setenv("ZOO_THREADS", "1")
+    monkeypatch.setenv("ZOO_STATE_SECONDS", "0")
     torch.set_num_threads(1)
     registry_module.reset()
     yield

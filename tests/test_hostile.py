@@ -30,16 +30,13 @@ def export(tmp_path_factory):
     from zoo.contract import registry as registry_module
 
     folder = tmp_path_factory.mktemp("export")
-    old = os.environ.get(registry_module.LOAD_ENV)
-    os.environ[registry_module.LOAD_ENV] = ""
     registry_module.reset()
     try:
-        zoo.train("lstm", "hihello", {"epochs": 5}, out=folder / "hi.safetensors", log=lambda line: None)
+        with pytest.MonkeyPatch.context() as mp:  # module-scoped: its run folder goes to the tmp folder too
+            mp.setenv(registry_module.LOAD_ENV, "")
+            mp.chdir(folder)
+            zoo.train("lstm", "hihello", {"epochs": 5}, out=folder / "hi.safetensors", log=lambda line: None)
     finally:
-        if old is None:
-            del os.environ[registry_module.LOAD_ENV]
-        else:
-            os.environ[registry_module.LOAD_ENV] = old
         registry_module.reset()
     return folder / "hi.safetensors"
 

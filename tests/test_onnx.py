@@ -233,7 +233,7 @@ def test_bad_commands_are_one_line_and_overwrite_nothing(runner, tmp_path, hihel
     assert "unknown --format 'tflite'" in one_line_error(zoo_cli(runner, "export", weights, "--format", "tflite"))
     assert "exists; nothing was overwritten" in one_line_error(zoo_cli(runner, "export", weights, "--format", "onnx"))
     assert "ends in .onnx" in one_line_error(zoo_cli(runner, "export", weights, "--format", "onnx", "--out", weights))
-    assert "not here yet" in one_line_error(zoo_cli(runner, "export", weights))
+    assert "is a file, not a run" in one_line_error(zoo_cli(runner, "export", weights))  # zoo export RUN (issue 23)
     assert "ONNX export already" in one_line_error(zoo_cli(runner, "export", onnx_file, "--format", "onnx"))
     assert (weights.read_bytes(), onnx_file.read_bytes()) == before
     moved = weights.rename(tmp_path / "elsewhere.safetensors")  # the run is there, its export is not

@@ -137,6 +137,8 @@ def test_two_writers_never_share_a_run_folder(tmp_path):
         second = subprocess.run(command + extra, capture_output=True, text=True, timeout=300)
         assert second.returncode == 1 and "is in use by another zoo process (pid" in second.stderr, second.stderr
         assert len(second.stderr.splitlines()) == 1
+    # the refusals come before torch loads (a fraction of a second), and a first bf16 step can take longer
+    wait_for(lambda: (tmp_path / "same" / "state.safetensors").is_file(), first, "the first state saved")
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 130 and "zoo resume" in err

@@ -161,7 +161,9 @@ def test_defaults_fit_a_users_text_and_options_override_them(tmp_path):
 @pytest.fixture(scope="module")
 def course_lm(tmp_path_factory):
     path = tmp_path_factory.mktemp("lm") / "lm.safetensors"
-    zoo.train("gru", "charlm", {"epochs": 2, "hidden_size": 8}, out=path, log=quiet)
+    with pytest.MonkeyPatch.context() as mp:  # the run folder goes there too, not into the checkout
+        mp.chdir(path.parent)
+        zoo.train("gru", "charlm", {"epochs": 2, "hidden_size": 8}, out=path, log=quiet)
     return path
 
 

@@ -275,7 +275,8 @@ def test_walk_forward_backtest(runner, tmp_path):
     assert result.exit_code == 0, result.output
     import json
 
-    m = json.loads(result.output)
+    m = json.loads(result.stdout)  # the folds' progress lines go to stderr
+    assert "backtest fold 1 of 3" in result.stderr and "backtest fold 3 of 3" in result.stderr
     folds = m["folds"]
     # 30 test days in three blocks, each fold trained on everything before its block
     assert [(f["train_days"], f["test_days"]) for f in folds] == [(70, 10), (80, 10), (90, 10)]

@@ -229,7 +229,9 @@ def test_fallback_chars_trains_and_translates(tmp_path):
 @pytest.fixture(scope="module")
 def course_translator(tmp_path_factory):
     path = tmp_path_factory.mktemp("t") / "t.safetensors"
-    zoo.train("seq2seq", "translate", {"epochs": 3}, out=path, log=quiet)
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped: runs before `isolated` moves into a tmp folder
+        mp.chdir(path.parent)
+        zoo.train("seq2seq", "translate", {"epochs": 3}, out=path, log=quiet)
     return path
 
 

@@ -34,6 +34,7 @@ _LAZY = {name: module for module, names in {
     # configs, pictures, recurrent states
     "zoo.contract.config": "make_config applicable suggest",
     "zoo.store.plotting": "pyplot save_figure",
+    "zoo.store.display": "progress",
     "zoo.nn.layers": "map_state Carry",
     # the one training loop, for a task that re-trains inside its evaluation (stock's backtest)
     "zoo.loop.training": "fit",

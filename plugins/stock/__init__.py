@@ -100,16 +100,17 @@ def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
     cut = int(days * config.train_fraction)
     test_days = days - cut
     if horizon > test_days and cut - horizon - first_origin(window, mode) >= 1:
-        raise zoo.ZooError(f"horizon {horizon} is longer than the test period: {test_days} days (the last "
+        raise zoo.ZooError(f"horizon {horizon} is longer than the test period: {plural(test_days, 'day')} (the last "
                            f"{1 - config.train_fraction:.0%} of {days})")
     if not enough_days(days, cut, window, horizon, mode):
         need = next(d for d in itertools.count(days + 1)  # ends: both parts grow with d
                     if enough_days(d, int(d * config.train_fraction), window, horizon, mode))
-        raise zoo.ZooError(f"{where} has {days} days; windows of {window} forecasting {horizon} day"
-                           f"{'s' * (horizon > 1)} ahead need at least {need} ({config.train_fraction:.0%} of them "
-                           f"to train)")
+        raise zoo.ZooError(f"{where} has {plural(days, 'day')}; windows of {window} forecasting "
+                           f"{plural(horizon, 'day')} ahead need at least {need} ({config.train_fraction:.0%} of "
+                           f"them to train)")
     table = torch.tensor(prices.values, dtype=torch.float64)
     data = build(config, prices.names, table, cut, days, meta, where)
+    data.train.dates = data.test.dates = prices.dates  # the plot's x axis (None for a file without dates)
     if config.backtest:
         folds = config.backtest
         if meta is None:
@@ -117,8 +118,8 @@ def make_data(config: StockConfig, meta: dict | None) -> zoo.TaskData:
                                "train first, then zoo eval RUN --backtest K")
         if test_days // folds < horizon:
             raise zoo.ZooError(f"a backtest of {folds} folds needs at least {folds * horizon} test days (each fold "
-                               f"forecasts {horizon} day{'s' * (horizon > 1)} ahead); {where} has {test_days} test "
-                               f"days: use at most {test_days // horizon} folds")
+                               f"forecasts {plural(horizon, 'day')} ahead); {where} has "
+                               f"{plural(test_days, 'test day')}: use at most {test_days // horizon} folds")
         bounds = [cut + round(k * test_days / folds) for k in range(folds + 1)]
         data.test.backtest = Backtest(config, prices.names, table, bounds, where)
     return data
@@ -163,7 +164,8 @@ def predict(model, data: str | None) -> str:
     meta, days = card.meta, len(prices.values)
     check_meta(meta, prices.names)
     if days <= first_origin(config.window, meta["mode"]):
-        raise zoo.ZooError(f"the file has {days} days; the model reads {first_origin(config.window, meta['mode']) + 1}")
+        reads = first_origin(config.window, meta["mode"]) + 1
+        raise zoo.ZooError(f"the file has {plural(days, 'day')}; the model reads {reads}")
     table = torch.tensor(prices.values, dtype=torch.float64)
     inputs = inputs_of(table, meta, str(path))[-config.window:]
     with torch.no_grad():
@@ -175,6 +177,11 @@ def predict(model, data: str | None) -> str:
         return f"next {column}{after}: {values[0]:.2f}"
     days_after = f"trading days after {prices.dates[-1]}" if prices.dates else "trading days ahead"
     return f"{column} 1 to {len(values)} {days_after}: " + ", ".join(f"{v:.2f}" for v in values)
+
+
+def plural(count: int, word: str) -> str:
+    """`1 day`, `2 days`."""
+    return f"{count:,} {word}{'s' * (count != 1)}"
 
 
 def inspect(model, inputs):

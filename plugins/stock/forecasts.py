@@ -84,7 +84,10 @@ def backtest(model, plan) -> dict:
         raise zoo.ZooError("a backtest re-trains the exported model's recipe: run it with zoo eval RUN --backtest K")
     spec, task, device = zoo.get_model(card.model), zoo.get_task(card.task), device_of(model)
     folds, truths, guesses = [], [], []
-    for number, (cut, end) in enumerate(plan.folds(), 1):
+    bounds = list(plan.folds())
+    for number, (cut, end) in enumerate(bounds, 1):
+        zoo.progress(f"backtest fold {number} of {len(bounds)}: re-fitting {card.model} on {cut:,} days, "
+                     f"{card.train_config.epochs} epochs")
         data = plan.data(cut, end).to(device)
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
             torch.manual_seed(card.train_config.seed)
@@ -132,11 +135,21 @@ def plot(model, data: zoo.TaskData, split: str, path: str) -> None:
     baseline = min((name for name in guesses if name != "model"), key=lambda n: metrics[PREFIX[n] + "rmse"])
     horizon, column = truth.shape[1], data.meta["columns"][-1]
     figure, axes = plt.subplots(figsize=(10, 4.5))
-    axes.plot(truth[:, -1].numpy(), label="truth", color="black", linewidth=1)
-    axes.plot(guesses["model"][:, -1].numpy(), label=f"model (rmse {metrics['rmse']:.2f})")
-    axes.plot(guesses[baseline][:, -1].numpy(), label=f"{baseline} (rmse {metrics[PREFIX[baseline] + 'rmse']:.2f})",
+    windows = data.split(split)
+    dates = getattr(windows, "dates", None)
+    if dates:  # the day each forecast is for: its window's last day plus the horizon
+        import numpy as np
+
+        x = np.array([dates[o] for o in (windows.origins + horizon).tolist()], dtype="datetime64[D]")
+    else:
+        x = list(range(len(truth)))
+    axes.plot(x, truth[:, -1].numpy(), label="truth", color="black", linewidth=1)
+    axes.plot(x, guesses["model"][:, -1].numpy(), label=f"model (rmse {metrics['rmse']:.2f})")
+    axes.plot(x, guesses[baseline][:, -1].numpy(), label=f"{baseline} (rmse {metrics[PREFIX[baseline] + 'rmse']:.2f})",
               linestyle="--")
-    axes.set_xlabel(f"{split} day")
+    if dates:
+        figure.autofmt_xdate()
+    axes.set_xlabel("date" if dates else f"{split} day (the file has no dates)")
     axes.set_ylabel(column)
     axes.set_title(f"{column} {horizon} trading day{'s' * (horizon > 1)} ahead, {split} days")
     axes.legend()

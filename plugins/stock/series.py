@@ -175,6 +175,7 @@ class PriceWindows:
         self.windows, self.origins, self.prices, self.meta = windows, origins, prices, meta
         self.cut = cut  # the training days: drift and the linear model are fitted on them
         self.backtest = backtest  # set on the test split when `zoo eval --backtest K` asks for one
+        self.dates: list[str] | None = None  # ISO dates of the file's days, when it has them
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -183,7 +184,9 @@ class PriceWindows:
         return self.windows.batch(index)
 
     def to(self, device) -> "PriceWindows":
-        return PriceWindows(self.windows.to(device), self.origins, self.prices, self.meta, self.cut, self.backtest)
+        moved = PriceWindows(self.windows.to(device), self.origins, self.prices, self.meta, self.cut, self.backtest)
+        moved.dates = self.dates
+        return moved
 
 
 def build(config, names: list[str], table: torch.Tensor, cut: int, end: int, meta: dict | None,

@@ -100,7 +100,10 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def suggest(name: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    """`; did you mean 'lstm'?` for `LSTM` or `lstn`: names as they are written, in any case."""
+    names = list(candidates)
+    folded = {c.lower(): c for c in names}
+    close = [folded[c] for c in difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)]
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
 
 

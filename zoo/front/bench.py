@@ -238,7 +238,8 @@ def recipe_line(recipe: dict) -> str:
     epochs = recipe.get("epochs") or {}
     shown = ", ".join(f"{t}={n}" if t != "*" else str(n) for t, n in sorted(epochs.items())) or "the tasks' defaults"
     settings = " ".join(f"-o {s}" for s in recipe.get("settings", []))
-    return f"epochs {shown}" + (f", {settings}" if settings else "")
+    budget = f", --max-time {recipe['max_time']}" if recipe.get("max_time") else ""
+    return f"epochs {shown}" + (f", {settings}" if settings else "") + budget
 
 
 # -- one cell ---------------------------------------------------------------------------------
@@ -253,15 +254,39 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def train_command(cell: Job, settings: list[str], threads: int) -> list[str]:
+def train_command(cell: Job, settings: list[str], threads: "Share", max_time: str | None = None) -> list[str]:
     """The `zoo train` arguments that make this cell (what a row quotes to reproduce it)."""
     args = ["train", cell.model, cell.task, "--seed", str(cell.seed)]
     for pair in settings:
         args += ["--epochs", pair.split("=", 1)[1]] if pair.startswith("train.epochs=") else ["-o", pair]
-    return args + ["--threads", str(threads)]
+    return args + threads.options() + (["--max-time", max_time] if max_time else [])
 
 
-def collect(cell: Job, run: Run, results: Results, command: list[str], threads: int, wall: float,
+class Share:
+    """Each worker's share of the threads: a count given with --threads, or by default zoo's adaptive
+    policy capped at the cores / --workers (ZOO_MAX_THREADS), so that a worker beside busy processes
+    drops to the cores they leave (zoo.loop.threads) instead of spinning on its share."""
+
+    def __init__(self, count: int, fixed: bool):
+        self.count, self.fixed = count, fixed
+
+    def options(self) -> list[str]:
+        return ["--threads", str(self.count)] if self.fixed else []
+
+    def env(self) -> dict[str, str]:
+        from zoo.loop.threads import MAX_THREADS_ENV
+
+        return {} if self.fixed else {MAX_THREADS_ENV: str(self.count)}
+
+    def quoted(self, command: list[str]) -> str:
+        return shlex.join([*(f"{k}={v}" for k, v in self.env().items()), "zoo", *command])
+
+    def __str__(self) -> str:
+        plural = "s" * (self.count != 1)
+        return f"{self.count} thread{plural}" if self.fixed else f"at most {self.count} thread{plural} (adaptive)"
+
+
+def collect(cell: Job, run: Run, results: Results, command: list[str], threads: Share, wall: float,
             peak_kib: int, resumed: bool) -> dict:
     """A result row from a finished run: the export's metrics and card, the run's log of epochs."""
     from zoo import __version__
@@ -283,11 +308,13 @@ def collect(cell: Job, run: Run, results: Results, command: list[str], threads: 
             "minimize": bool(config["minimize"]),
             "value": metrics.get(metric, headline if isinstance(headline, str) else None),
             "split": card["metrics"].get("split"), "metrics": metrics,
-            "parameters": params, "epochs": len(history), "train_seconds": round(seconds, 3),
+            "parameters": params, "epochs": len(history), "out_of_time": run.status() == "out of time",
+            "train_seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3), "samples_per_s": round(samples / seconds, 1) if seconds else None,
-            "peak_mib": round(peak_kib / 1024, 1), "threads": threads, "resumed": resumed,
+            "peak_mib": round(peak_kib / 1024, 1), "threads": threads.count,
+            "threads_policy": "fixed" if threads.fixed else "adaptive", "resumed": resumed,
             "versions": {**card["versions"], "python": platform.python_version(), "zoo": __version__},
-            "cpu": cpu_name(), "command": shlex.join(["zoo", *command]),
+            "cpu": cpu_name(), "command": threads.quoted(command),
             "run": os.path.relpath(run.dir, results.dir),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -309,14 +336,15 @@ class Workers:
                 except ProcessLookupError:
                     pass
 
-    def run(self, argv: list[str], log: Path) -> tuple[int, float, int]:
+    def run(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[int, float, int]:
         """(exit code, seconds, peak resident KiB) of one worker; its output goes to `log`."""
         started = time.monotonic()
         with open(log, "ab") as out:
             with self._lock:
                 if self.stopping:
                     return -self.stopping, 0.0, 0
-                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env={**os.environ, **(env or {})})
                 self.running.add(process)
             try:
                 # wait4 gives this child's own peak memory (getrusage(RUSAGE_CHILDREN) is the max over all)
@@ -329,10 +357,11 @@ class Workers:
         return code, time.monotonic() - started, peak
 
 
-def run_job(cell: Job, grid: Grid, results: Results, workers: Workers, threads: int) -> tuple[str, dict | str]:
+def run_job(cell: Job, grid: Grid, results: Results, workers: Workers, threads: Share,
+             max_time: str | None = None) -> tuple[str, dict | str]:
     """Train (or resume, or only collect) one cell; ("done", row), ("failed", why) or ("stopped", why)."""
     run = Run(results.dir / "runs" / cell.name)
-    command = train_command(cell, grid.settings[cell.model, cell.task], threads)
+    command = train_command(cell, grid.settings[cell.model, cell.task], threads, max_time)
     action, argv = "trained", [*command, "--run-dir", str(run.dir), "-q"]
     if run.exists():
         status = run.status()
@@ -342,10 +371,13 @@ def run_job(cell: Job, grid: Grid, results: Results, workers: Workers, threads: 
             action, argv = "collected", None  # trained by an earlier call that stopped before writing its row
         elif status == "no state":  # killed before its first epoch ended
             argv.append("--overwrite")
+        elif status == "out of time" and run.export_path.is_file():
+            action, argv = "collected", None  # its budget ran out and it exported: that is its result
         else:  # stopped, interrupted, or finished without its export: zoo resume continues it
-            action, argv = "resumed", ["resume", str(run.dir), "-q", "--threads", str(threads)]
+            action, argv = "resumed", ["resume", str(run.dir), "-q", *threads.options(),
+                                       *(["--max-time", max_time] if max_time else [])]
     code, wall, peak = (0, 0.0, 0) if argv is None else workers.run(
-        [sys.executable, "-m", "zoo", *argv], results.dir / "logs" / f"{cell.name}.log")
+        [sys.executable, "-m", "zoo", *argv], results.dir / "logs" / f"{cell.name}.log", threads.env())
     if code != 0:
         if workers.stopping:
             return "stopped", "stopped"
@@ -373,13 +405,19 @@ def last_line(path: Path) -> str:
 
 def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None = None, out: str = "results",
           settings: Iterable[str] = (), epochs: str | None = None, shard: str | None = None, plot: bool = False,
-          threads: str | int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
-    """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows."""
-    from zoo.loop.threads import parse_threads, usable_cpus
+          threads: str | int | None = None, max_time: str | None = None,
+          echo: Callable[[str], None] = print) -> list[dict]:
+    """Run the grid (or its shard) into `out`, print and write the summary; returns the folder's rows.
+
+    `max_time` gives every cell the same time budget (`zoo train --max-time`), so that the cells are
+    compared at equal wall time as well as at equal epochs."""
+    from zoo.loop.clock import format_duration, parse_duration
+
+    from zoo.loop.threads import prepare, usable_cpus
 
     if workers is not None and workers < 1:
         raise ZooError(f"--workers must be at least 1, got {workers}")
-    fixed = parse_threads(threads, "--threads")
+    fixed = prepare(threads).fixed  # --threads, ZOO_THREADS or OMP_NUM_THREADS (the workers inherit the last two)
     part = parse_shard(shard)
     seed_list = parse_seeds(seeds)
     reg = registry()
@@ -391,12 +429,15 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
         raise ZooError(f"shard {shard} of a grid of {len(grid.cells)} cell{'s' * (len(grid.cells) != 1)} is empty: "
                        f"use at most {len(grid.cells)} shards")
     results = Results(out)
-    results.open({"settings": settings, "epochs": budget})
+    if max_time is not None:
+        max_time = format_duration(parse_duration(max_time))
+    results.open({"settings": settings, "epochs": budget, **({"max_time": max_time} if max_time else {})})
     try:
         done = {(r["model"], r["task"], r["seed"]) for r in results.rows()}
         todo = [c for c in mine if (c.model, c.task, c.seed) not in done]
         workers = min(workers or usable_cpus(), max(len(todo), 1))
-        threads = fixed or max(1, usable_cpus() // workers)  # workers x threads <= cores: no thread collapse
+        # workers x threads <= cores: no thread collapse; each worker adapts below its share unless fixed
+        threads = Share(fixed or max(1, usable_cpus() // workers), fixed is not None)
         (results.dir / "logs").mkdir(exist_ok=True)
         (results.dir / "runs").mkdir(exist_ok=True)
         plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
@@ -404,10 +445,10 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
              f"{plural(len(seed_list), 'seed')}; {plural(grid.skipped, 'pair')} skipped: shapes do not fit)"
              + (f", shard {part[0]}/{part[1]}: {len(mine)}" if part else "")
              + f"; {len(mine) - len(todo)} done already, {len(todo)} to run"
-             + (f" with {plural(workers, 'worker')} x {plural(threads, 'thread')}" if todo else "")
+             + (f" with {plural(workers, 'worker')} x {threads}" if todo else "")
              + f"; results in {results.dir}/")
         started = time.monotonic()
-        failed = _run_all(todo, grid, results, workers, threads, echo)
+        failed = _run_all(todo, grid, results, workers, threads, echo, max_time)
         if todo:
             echo(f"{len(todo) - len(failed)} of {len(todo)} cells done in {time.monotonic() - started:.1f} s")
     finally:
@@ -421,8 +462,8 @@ def bench(models: str, tasks: str, *, seeds: str = "0,1,2", workers: int | None 
     return rows
 
 
-def _run_all(todo: list[Job], grid: Grid, results: Results, workers: int, threads: int,
-             echo: Callable[[str], None]) -> list[str]:
+def _run_all(todo: list[Job], grid: Grid, results: Results, workers: int, threads: Share,
+             echo: Callable[[str], None], max_time: str | None = None) -> list[str]:
     """Run the cells `workers` at a time; Ctrl-C or SIGTERM stops the workers (each saves its state)."""
     pool, failed, finished = Workers(), [], 0
     say = threading.Lock()
@@ -430,7 +471,7 @@ def _run_all(todo: list[Job], grid: Grid, results: Results, workers: int, thread
 
     def one(cell: Job) -> None:
         nonlocal finished
-        outcome, detail = run_job(cell, grid, results, pool, threads)
+        outcome, detail = run_job(cell, grid, results, pool, threads, max_time)
         with say:
             if outcome == "stopped":
                 return
@@ -547,10 +588,14 @@ def draw(rows: list[dict], path: Path) -> None:
     tasks = sorted({e["task"] for e in entries})
     figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for axis, task in zip(axes[0], tasks):
-        for e in (e for e in entries if e["task"] == task):
+        mine = [e for e in entries if e["task"] == task]
+        middle = (min(e["train_seconds"] for e in mine) + max(e["train_seconds"] for e in mine)) / 2
+        for e in mine:
             axis.errorbar(e["train_seconds"], e["mean"], yerr=e["std"] or 0, fmt="o", capsize=3)
-            axis.annotate(e["model"], (e["train_seconds"], e["mean"]), fontsize=8, xytext=(3, 3),
-                          textcoords="offset points")
+            right = e["train_seconds"] > middle  # a label in the right half reads leftwards: none leaves the axes
+            axis.annotate(e["model"], (e["train_seconds"], e["mean"]), fontsize=8, xytext=(-4 if right else 4, 4),
+                          textcoords="offset points", ha="right" if right else "left")
+        axis.margins(x=0.12, y=0.12)  # room for the labels of the outermost points
         axis.set_title(task)
         axis.set_xlabel("train seconds")
         axis.set_ylabel(next(e["metric"] for e in entries if e["task"] == task))

@@ -320,9 +320,12 @@ class TrainCommand(click.Command):
 @click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("--log-every", type=int, default=0, help="epochs between metric lines [default: about 20 lines]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines, only where the export went")
-@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit")
+@click.option("--force", is_flag=True, help="train even when the memory estimate says it will not fit, or with more "
+                                            "--threads than CPUs")
+@click.option("--max-time", metavar="DURATION", help="a time budget (90s, 20m, 1h30m): stop at the first safe point "
+                                                     "after it and export (the best weights when validated)")
 def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, device, run_dir, out, resume,
-          overwrite, init_from, threads, log_every, quiet, force):
+          overwrite, init_from, threads, log_every, quiet, force, max_time):
     """Train MODEL on TASK and export the weights.
 
     Each run gets a folder of its own (printed at the start and the end): config.json, metrics.jsonl,
@@ -334,7 +337,8 @@ def train(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, 
                        "its own and none is replaced")
     pairs = _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings)
     _run_training(model, task, pairs, device=device, out=out, run_dir=run_dir, resume=resume, overwrite=overwrite,
-                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force)
+                  init_from=init_from, threads=threads, quiet=quiet, log_every=log_every, force=force,
+                  max_time=max_time)
 
 
 def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, settings, **_) -> list[str]:
@@ -348,11 +352,16 @@ def _override_pairs(model, task, hyperparameters, epochs, lr, batch_size, seed, 
         settings or ())
 
 
-def _run_training(model, task, pairs, *, quiet, threads, device, log_every, force=False, **options):
+def _run_training(model, task, pairs, *, quiet, threads, device, log_every, force=False, max_time=None, **options):
     """Settle the run once, torch-free (every mistake in the settings is answered at once), then train it."""
+    from zoo.loop.clock import Budget, parse_duration
     from zoo.loop.threads import prepare
 
-    policy = prepare(threads)  # a bad --threads or ZOO_THREADS is answered before torch is imported
+    # a time budget counts from the command's start; a bad --max-time is answered before torch is imported
+    budget = max_time if isinstance(max_time, Budget) or max_time is None else Budget(parse_duration(max_time))
+    # a bad --threads or ZOO_THREADS is answered before torch is imported; the policy's first sample of the
+    # machine's load is taken now, so that its first choice also measures the seconds torch takes to load
+    policy = prepare(threads, force)
     from zoo.loop.plan import plan_run
 
     begun = plan_run(model, task, pairs, **options)
@@ -363,7 +372,8 @@ def _run_training(model, task, pairs, *, quiet, threads, device, log_every, forc
         click.echo(printable(line))
 
     log = (lambda line: line.startswith("saved ") and echo(line)) if quiet else echo
-    run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force)
+    run(begun, device=device, threads=policy, log=log, progress=not quiet, log_every=log_every, force=force,
+        budget=budget)
 
 
 def _located(target: str, need: str = "export"):
@@ -384,7 +394,8 @@ def _located(target: str, need: str = "export"):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-def resume_command(run_dir, epochs, device, threads, quiet):
+@click.option("--max-time", metavar="DURATION", help="a time budget for this session (90s, 20m, 1h30m), as zoo train's")
+def resume_command(run_dir, epochs, device, threads, quiet, max_time):
     """Continue a stopped run, or extend a finished one (--epochs).
 
     Extending keeps the seed stream; a cosine or one-cycle schedule gets a new one of the same kind
@@ -394,7 +405,7 @@ def resume_command(run_dir, epochs, device, threads, quiet):
     info = run.state_info()
     pairs = [f"train.epochs={epochs}"] if epochs is not None else []
     _run_training(info["model"], info["task"], pairs, device=device, out=None, run_dir=run.dir, resume=True,
-                  threads=threads, quiet=quiet, log_every=0)
+                  threads=threads, quiet=quiet, log_every=0, max_time=max_time)
 
 
 @cli.command("runs")
@@ -412,14 +423,19 @@ def runs_command(root, as_json):
             rows.append(summary(run))
         except ZooError as e:  # one damaged run does not hide the others
             rows.append({"run": str(run.dir), "model": "?", "task": "?", "epochs": "?", "status": "damaged",
-                         "metric": "", "best": None, "best_epoch": None, "export": None, "problem": str(e)})
+                         "metric": "", "best": None, "best_epoch": None, "export": None, "export_metric": None,
+                         "export_value": None, "problem": str(e)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         raise ZooError(f"no runs in {root}")
-    _table([[r["run"], r["model"], r["task"], r["epochs"], r["status"],
-             "" if r["best"] is None else f"{r['metric']} {r['best']:.4f} (epoch {r['best_epoch']})"] for r in rows],
+    def best(r):  # what the export reports, as zoo eval does; before it exists, the best monitored epoch
+        if r.get("export_value") is not None:
+            return f"{r['export_metric']} {r['export_value']:.4f} (export)"
+        return "" if r["best"] is None else f"{r['metric']} {r['best']:.4f} (epoch {r['best_epoch']})"
+
+    _table([[r["run"], r["model"], r["task"], r["epochs"], r["status"], best(r)] for r in rows],
            ["RUN", "MODEL", "TASK", "EPOCHS", "STATUS", "BEST"])
 
 
@@ -449,7 +465,8 @@ def plot_command(run_dir, out):
 @click.option("--merge", is_flag=True, help="join the results folders given instead of MODELS TASKS into --out")
 @click.option("--threads", metavar="N", help="CPU threads per worker [default: the cores / --workers]")
 @click.option("--plot", is_flag=True, help="also draw each task's metric against train time (summary.png)")
-def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, threads, plot):
+@click.option("--max-time", metavar="DURATION", help="the same time budget for every cell (zoo train --max-time)")
+def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, threads, plot, max_time):
     """Train and evaluate every model that fits each task, over seeds, into a results table.
 
     \b
@@ -472,7 +489,7 @@ def bench_command(names, seeds, workers, out, settings, epochs, shard, merge, th
         raise ZooError(f"zoo bench takes MODELS and TASKS (or --merge FOLDERS...), got {len(names)} argument"
                        f"{'s' * (len(names) != 1)}")
     bench.bench(names[0], names[1], seeds=seeds, workers=workers, out=out, settings=settings, epochs=epochs,
-                shard=shard, plot=plot, threads=threads, echo=click.echo)
+                shard=shard, plot=plot, threads=threads, max_time=max_time, echo=click.echo)
 
 
 def _task_overrides(tokens: list[str], settings: tuple[str, ...], task_config: type) -> dict[str, str]:
@@ -525,8 +542,12 @@ def _task_of(path: str):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), help="also draw predictions against the truth to this PNG")
-def eval_command(weights, task_options, settings, device, as_json, plot):
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def eval_command(weights, task_options, settings, device, as_json, plot, threads):
     """Recompute the metrics of exported weights."""
+    from zoo.loop.threads import prepare
+
+    policy = prepare(threads)  # before torch loads: its first choice measures the load meanwhile
     from zoo.store.exports import load, read_card, read_header, read_metadata
     from zoo.loop.data import device_of
     from zoo.loop.inference import evaluate, pick_device
@@ -542,6 +563,7 @@ def eval_command(weights, task_options, settings, device, as_json, plot):
                        missing.items()) + "; zoo does not open files a weights file names: give "
                        + " and ".join(f"--{k.replace('_', '-')} PATH" for k in missing) + " to evaluate it")
     net = load(weights, pick_device(device), overrides, header=header, card=card)
+    policy.start()  # the evaluation and a backtest's refits follow it
     data = _plugin_call(task, "its data", task.load_data, net.zoo.task_config, net.zoo.meta).to(device_of(net))
     if data.problem != card.problem:  # the file's meta (a vocabulary, say) and its problem disagree
         raise ZooError(f"{weights} has damaged zoo metadata: its meta makes a {data.problem} out of it, but the "
@@ -589,16 +611,22 @@ def _plugin_call(task, what: str, function, *args):
 @cli.command("predict", cls=TaskCommand)
 @click.argument("weights")
 @click.option("--device", default="cpu", show_default=True)
-def predict_command(weights, device, **options):
+@click.option("--threads", "zoo_threads", metavar="N",
+              help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def predict_command(weights, device, zoo_threads, **options):
     """Run exported weights on new input.
 
     WEIGHTS is an export or a run folder; the arguments and options depend on its task: `zoo predict
     WEIGHTS --help` shows them.
     """
+    from zoo.loop.threads import prepare
+
+    policy = prepare(zoo_threads)  # before torch loads
     from zoo.store.exports import load
     from zoo.loop.inference import pick_device
 
     net = load(_located(weights), pick_device(device))
+    policy.start()
     task = registry().get_task(net.zoo.task)
     if task.predict is None:
         raise ZooError(f"task {task.name!r} does not support zoo predict")
@@ -618,13 +646,49 @@ def predict_command(weights, device, **options):
 @cli.command("export")
 @click.argument("source", metavar="RUN|FILE")
 @click.option("--format", "fmt", default="safetensors", show_default=True, metavar="safetensors|onnx",
-              help="onnx: a graph onnxruntime runs without torch, the recurrent state in and out (docs/onnx.md)")
-@click.option("--out", type=click.Path(dir_okay=False), help="the file to write [default: the export's, .onnx]")
-def export_command(source, fmt, out):
-    """Write a run's (or an export's) network in another format: --format onnx."""
-    from zoo.store.onnx_export import export
+              help="safetensors: a stopped run's export as it stands; onnx: a graph onnxruntime runs without torch, "
+                   "the recurrent state in and out (docs/onnx.md)")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="the file to write [default: the run's model.safetensors; onnx: the export's, .onnx]")
+@click.option("--device", default="auto", show_default=True, help="safetensors: where the run's state is loaded")
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+@click.option("-q", "--quiet", is_flag=True, help="only the line saying where the export went")
+def export_command(source, fmt, out, device, threads, quiet):
+    """Export a stopped run as it stands (the default), or a run's or an export's network as ONNX.
 
-    click.echo(f"wrote {export(_located(source) if fmt == 'onnx' else source, fmt, out)}")
+    \b
+    zoo export RUN                      the run's export from its saved state, without training
+                                        further: its best weights so far when it monitors a
+                                        validation split, else its weights as they stand; the run
+                                        stays resumable (zoo resume RUN)
+    zoo export RUN|FILE --format onnx   an ONNX file beside the export (docs/onnx.md)
+    """
+    if fmt != "safetensors":
+        from zoo.loop.threads import prepare
+
+        policy = prepare(threads)  # tracing and checking the graph compute: the same thread policy
+        from zoo.store.onnx_export import export
+
+        if fmt == "onnx":
+            policy.start()
+        click.echo(f"wrote {export(_located(source) if fmt == 'onnx' else source, fmt, out)}")
+        return
+    from pathlib import Path
+
+    from zoo.loop.clock import Budget
+
+    if Path(source).is_file():
+        raise ZooError(f"{source} is a file, not a run: zoo export RUN exports a stopped run (its folder or name) as "
+                       f"it stands, and --format onnx converts an export")
+    run = _located(source, "resume")
+    info = run.state_info()
+    if run.in_use():
+        raise ZooError(f"{run.dir} is in use by another process (pid {run.locked_by()}): stop it first (Ctrl-C or "
+                       f"kill -TERM), then zoo export {run.dir}")
+    if info.get("status") == "finished" and run.export_path.is_file():
+        raise ZooError(f"the run in {run.dir} has finished and exported {run.export_path} already")
+    _run_training(info["model"], info["task"], [], device=device, out=out, run_dir=run.dir, resume=True,
+                  threads=threads, quiet=quiet, log_every=0, max_time=Budget(0))
 
 
 @cli.command("inspect", context_settings={"ignore_unknown_options": True})
@@ -640,7 +704,8 @@ def export_command(source, fmt, out):
 @click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="change a task setting, e.g. where the data is: -o root=datasets")
 @click.option("--device", default="cpu", show_default=True)
-def inspect_command(weights, inputs, out, png, features, beam, count, settings, device):
+@click.option("--threads", metavar="N", help=f"CPU threads [default: adapt to the machine's load; ${THREADS_ENV}]")
+def inspect_command(weights, inputs, out, png, features, beam, count, settings, device, threads):
     """Write one self-contained HTML page of what every cell computed, step by step.
 
     INPUTS are what `zoo predict` takes for the task (a text or a text file, image files, sentences, a
@@ -649,11 +714,15 @@ def inspect_command(weights, inputs, out, png, features, beam, count, settings, 
     """
     from pathlib import Path
 
+    from zoo.loop.threads import prepare
+
+    policy = prepare(threads)  # the thread policy of every command that computes (issue 23)
     from zoo.front.inspect import inspect
     from zoo.store.exports import read_card
 
     weights = _located(weights)
     task = registry().get_task(read_card(weights).task)
+    policy.start()
     inputs, task_options = _inputs_and_task_options(inputs, task.config)
     overrides = _task_overrides(task_options, settings, task.config)
     options = {k: v for k, v in {"feature": list(features), "beam": beam, "count": count}.items() if v}

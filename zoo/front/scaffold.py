@@ -158,6 +158,16 @@ def new_plugin(name: str, cell: bool, task: bool, where: str | Path = ".") -> Pa
                        f"with a letter")
     if not cell and not task:
         cell = task = True
+    from zoo.contract.registry import registry
+
+    reg = registry()  # a plugin named after a built-in would clash with it in every command
+    taken = [(kind, n, getattr(spec, "plugin", "")) for kind, names, wanted in (("model", reg.models, cell),
+                                                                                 ("task", reg.tasks, task))
+             for n, spec in names.items() if wanted and n in (name, f"{name}-stacked", f"{name}-bi")]
+    if taken:
+        kind, clash, plugin = taken[0]
+        raise ZooError(f"{kind} {clash!r} exists already (from {plugin}): a plugin named {name!r} would clash with it; "
+                       f"choose another name")
     module, dist = f"zoo_{name.replace('-', '_')}", f"zoo-{name.replace('_', '-')}"
     root = Path(where) / dist
     if root.exists():

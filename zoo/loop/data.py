@@ -141,7 +141,7 @@ def encode(text: str, vocab: list[str], what: str = "text") -> list[int]:
         if ch in index:
             raise ZooError(f"the model's vocabulary is damaged: {ch!r} is in it twice")
         index[ch] = i
-    unknown = sorted({ch for ch in text if ch not in index})
+    unknown = list(dict.fromkeys(ch for ch in text if ch not in index))  # in the order the text has them
     if unknown:
         shown = "".join(vocab)
         raise ZooError(f"{what} has characters the model never saw: {_shown(''.join(unknown))} "

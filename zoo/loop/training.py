@@ -4,8 +4,10 @@ Read top to bottom: `train` is `plan` + `run`; `run` opens the run folder, sets 
 network (`_set_up`), writes the run's config (`_open_folder`), trains (`fit`) and exports (`_export`).
 `fit` is the loop: each epoch's steps (`Loop.steps`), then its metrics, log line and saved state.
 
-A run saves a resumable state at the end of every epoch, and when asked to stop (Ctrl-C, SIGTERM)
-between two steps; resuming from it gives bit for bit the weights of a run never interrupted (CPU).
+A run saves a resumable state after its first epoch, then at the end of an epoch every STATE_SECONDS
+(10 s; $ZOO_STATE_SECONDS, 0 for every epoch), at its end, at a time budget and when asked to stop
+(Ctrl-C, SIGTERM) between two steps; resuming from it gives bit for bit the weights of a run never
+interrupted (CPU). A run killed outright goes on from its last state; the metrics log is cut back to it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import signal
 import sys
 import threading
@@ -32,7 +35,8 @@ from zoo.loop.inference import evaluate, format_metrics, pick_device
 from zoo.loop.plan import Start, named, plan_run
 from zoo.loop.state import Progress, capture, restore, restore_optimizer
 from zoo.loop.state import check as check_state
-from zoo.loop.threads import Policy, Threads
+from zoo.loop.clock import Budget, format_duration, parse_duration
+from zoo.loop.threads import Policy, Threads, current
 from zoo.loop.threads import prepare as prepare_threads
 from zoo.nn.budget import check_step_memory, check_training_memory
 from zoo.store.runs import EXPORT, Run, new_run
@@ -43,6 +47,28 @@ def loss_function(problem: Problem) -> Callable:
     if problem.regression:
         return lambda out, y: F.mse_loss(out, y.view_as(out))
     return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+LINE_WIDTH = 100  # a metric line fits a terminal of 100 columns; `zoo eval` shows every metric
+
+
+def metric_line(head: str, split: str, metrics: Mapping[str, Any], headline: str, tail: str,
+                width: int = LINE_WIDTH) -> str:
+    """`head  split headline v  other v ...  tail` in at most `width` characters: the task's headline
+    metric first, then the others while they fit (the speed goes before any metric)."""
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "split"}
+    order = sorted(shown, key=lambda k: k != headline)  # stable: the rest keep the task's order
+    parts = [f"{k} {shown[k]:.4f}" if isinstance(shown[k], float) else f"{k} {shown[k]}" for k in order]
+    for tails in ([tail], [tail.split("  ")[0]]):
+        line = head
+        for i, part in enumerate(parts):
+            candidate = f"{line}  {split} {part}" if i == 0 else f"{line}  {part}"
+            if len(candidate) + sum(len(t) + 2 for t in tails) > width and i > 0:
+                break
+            line = candidate
+        else:
+            return "  ".join([line, *tails])
+    return "  ".join([line, *tails])
 
 
 class ProgressBar:
@@ -58,15 +84,18 @@ class ProgressBar:
             self.bar = tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True,
                             leave=False, smoothing=0.05)
         self._shown_at = 0.0
+        self._epoch = ""
 
     def step(self, epoch: str, loss: torch.Tensor) -> None:
         if self.bar is None:
             return
+        if epoch != self._epoch:  # the label keeps step with the metric lines: changed as the epoch does
+            self._epoch = epoch
+            self.bar.set_description_str(f"epoch {epoch}", refresh=False)
         self.bar.update(1)
         now = time.monotonic()
         if now - self._shown_at > 0.5:  # reading the loss waits for the device: not at every step
             self._shown_at = now
-            self.bar.set_description_str(f"epoch {epoch}", refresh=False)
             self.bar.set_postfix_str(f"loss {loss.item():.4f}", refresh=False)
 
     def write(self, log: Callable[[str], None], line: str) -> None:
@@ -108,6 +137,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     if config.schedule == "onecycle":  # warm up to lr over the first 30%, then cosine down to ~0
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
     return None
+
+
+STATE_SECONDS_ENV = "ZOO_STATE_SECONDS"
+STATE_SECONDS = 10.0  # a killed run loses at most this much training; short epochs do not each write a state
+
+
+def state_seconds() -> float:
+    """How often (seconds) a run writes its resumable state between epochs; $ZOO_STATE_SECONDS, 0: every epoch."""
+    value = os.environ.get(STATE_SECONDS_ENV, "").strip()
+    try:
+        return max(0.0, float(value)) if value else STATE_SECONDS
+    except ValueError:
+        raise ZooError(f"{STATE_SECONDS_ENV} must be a number of seconds, got {value!r}") from None
 
 
 Interrupted = Stopped  # the name this module gave it before zoo.contract.specs.Stopped was the one stop
@@ -175,6 +217,8 @@ class Loop:
     schedule_end: int = 0
     task: Task | None = None  # whose data and evaluation these are, and the model's name: named in a fault
     model_name: str = "?"
+    keep_best: bool = False  # keep the best weights (--patience, or a monitored held-out split: a budget loads them)
+    status_before: str | None = None  # a resumed state's status, which a zero budget (zoo export) leaves as it was
 
     @classmethod
     def begin(cls, model, data: TaskData, config: TrainConfig, device, world: World, resume, where,
@@ -218,8 +262,11 @@ class Loop:
         self.scheduler = make_scheduler(self.optimizer, self.config,
                                         (self.schedule_end - start + 1) * self.batches_per_epoch)
 
-    def steps(self, epoch: int, stop, bar: "ProgressBar", save: Callable, threads: Threads | None) -> torch.Tensor:
-        """One epoch's steps from where it stands; returns the epoch's summed loss (on the device)."""
+    def steps(self, epoch: int, stop, bar: "ProgressBar", save: Callable, threads: Threads | None,
+              budget: Budget | None = None) -> torch.Tensor:
+        """One epoch's steps from where it stands; returns the epoch's summed loss (on the device). With a
+        time `budget` that is over before a step (a safe point), the state is saved there, `budget.reached`
+        says where, and the epoch's steps end."""
         at, config, train = self.at, self.config, self.data.train
         loss_of = loss_function(self.data.problem)
         epoch_start = self.shuffle.get_state()
@@ -235,6 +282,12 @@ class Loop:
                 continue
             if threads is not None:
                 threads.adjust()
+            if budget is not None and self.world.size == 1 and budget.over():  # a safe point: before a step
+                at.batch, at.loss_sum, at.seconds = number, total.item(), time.perf_counter() - started
+                kept = self.status_before or "interrupted" if budget.seconds == 0 else "out of time"
+                save(epoch_start, kept)  # a zero budget (zoo export) leaves the run's status as it was
+                budget.reached = f"in epoch {epoch} after step {number}" if number else f"before epoch {epoch}"
+                return total
             part = self.world.shard(index)
             inputs, targets = self.batch(part)
             try:
@@ -277,19 +330,20 @@ class Loop:
             raise plugin_failed("task", task.name if task else "?", task.plugin if task else "",
                                 "its data's batch()", e) from None
 
-    def record(self, epoch: int, total: torch.Tensor, run: Run | None) -> dict:
-        """The epoch's line of metrics.jsonl (every process's share summed); a loss that diverged is one line."""
+    def record(self, epoch: int, total: torch.Tensor, run: Run | None, saved_epoch: int = 0) -> dict:
+        """The epoch's line of metrics.jsonl (every process's share summed); a loss that diverged is one line
+        (naming the epoch of the last state saved, `saved_epoch`)."""
         seconds = self.at.seconds
         loss_sum, examples = self.world.total(total.item(), self.at.examples)
         row = {"epoch": epoch, "loss": loss_sum / max(examples, 1), "lr": self.at.lr, "seconds": seconds,
                "samples_per_s": examples / seconds}
         if not math.isfinite(row["loss"]):
-            kept = f"; the state after epoch {epoch - 1} is kept in {run.dir}" if run and epoch > 1 else ""
+            kept = f"; the state after epoch {saved_epoch} is kept in {run.dir}" if run and saved_epoch else ""
             raise ZooError(f"training diverged in epoch {epoch} (loss {row['loss']}){kept}; try a smaller --lr")
         return row
 
     def judge(self, task: Task, epoch: int, row: dict, monitor: str) -> None:
-        """Score the monitored split into `row`; keep the best score (and, with --patience, its weights)."""
+        """Score the monitored split into `row`; keep the best score (and, with `keep_best`, its weights)."""
         row[monitor] = evaluate(task, self.model, self.data, monitor)
         score = row[monitor].get(task.metric)
         if not isinstance(score, (int, float)):
@@ -297,7 +351,7 @@ class Loop:
         at = self.at
         if at.best is None or (score < at.best if task.minimize else score > at.best):
             at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
-            if self.config.patience:
+            if self.keep_best:
                 self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             at.bad_epochs += 1
@@ -306,7 +360,8 @@ class Loop:
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
-        log_every: int = 0, threads: Threads | None = None, dtype: torch.dtype | None | str = "config") -> Progress:
+        log_every: int = 0, threads: Threads | None = None, dtype: torch.dtype | None | str = "config",
+        budget: Budget | None = None) -> Progress:
     """Adam over shuffled mini-batches of the train split, one epoch after another.
 
     Each epoch: the steps, then the monitored split's metrics (every epoch when there is a validation
@@ -316,20 +371,32 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     kind over the added epochs (a warm restart) once the one it started with has ended. A `resume`
     state must have passed `zoo.loop.state.check` against this network. `dtype`: the autocast dtype
     (None: fp32), by default `autocast_dtype(config.precision, device)`.
+    With a time `budget`, the run stops at the first safe point after it (between two steps, or at an
+    epoch's end), saves its state and returns with `budget.reached` set and, when a held-out split is
+    monitored, the best weights loaded. The best weights are kept (in the state too) whenever a
+    held-out split or --patience is monitored, so that a stopped run can be exported as it stands.
+    `threads`: by default the controller of the command's policy (a backtest's refits follow it).
     """
+    threads = threads or current()
     dtype = autocast_dtype(config.precision, device) if dtype == "config" else dtype
     loop = Loop.begin(model, data, config, device, world, resume, run.state_path if run else "the state", dtype)
     loop.task, loop.model_name = task, (identity or {}).get("model", "?")  # named in a plugin's fault
     log_every = log_every or math.ceil(config.epochs / 20)
     monitor, width = data.monitor_split, len(str(config.epochs))
     saving = run is not None and world.main
+    loop.keep_best = bool(config.patience) or (data.val is not None and monitor != "train")
+    loop.status_before = resume[1].get("status") if resume else None
     bar = ProgressBar(progress and world.main, config.epochs * loop.batches_per_epoch,
                       (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
+
+    saved = SimpleNamespace(at=None, epoch=loop.at.epoch - 1)  # when the state was last written, after which epoch
+    interval = state_seconds()
 
     def save(shuffle_state, status):
         if saving:
             run.save_state(*capture(model, loop.optimizer, loop.scheduler, shuffle_state, loop.at, loop.best,
                                     identity or {}, status))
+            saved.at = time.monotonic()
 
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
@@ -339,33 +406,49 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                 break
             if epoch > loop.schedule_end:
                 loop.new_schedule(epoch)
-            row = loop.record(epoch, loop.steps(epoch, stop, bar, save, threads), run)
+            total = loop.steps(epoch, stop, bar, save, threads, budget)
+            if budget is not None and budget.reached:
+                break
+            row = loop.record(epoch, total, run, saved.epoch)
             seconds, last = row["seconds"], epoch == config.epochs
             if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
                 try:
                     loop.judge(task, epoch, row, monitor)
                 except ZooError as e:  # a plugin's mistake: the epochs saved before stay resumable
-                    kept = (f"; the trained state after epoch {epoch - 1} is kept: zoo resume {run.dir} continues "
-                            f"once the plugin is fixed") if run and epoch > 1 else ""
+                    kept = (f"; the trained state after epoch {saved.epoch} is kept: zoo resume {run.dir} continues "
+                            f"once the plugin is fixed") if run and saved.epoch else ""
                     raise ZooError(f"{e}{kept}") from None
             early = world.agree(bool(config.patience) and loop.at.bad_epochs >= config.patience)
             loop.at = at = replace(loop.at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0,
                                    done=last or early)
             if world.main and (epoch % log_every == 0 or last or early):
-                shown_metrics = f"  {monitor} {format_metrics(row[monitor])}" if monitor in row else ""
-                bar.write(log, f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}{shown_metrics}  "
-                               f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s")
+                bar.write(log, metric_line(f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}",
+                                           monitor, row.get(monitor, {}), task.metric,
+                                           f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s"))
             if saving:
                 run.log(row)
             stopping = world.agree(stop.pending)
-            save(loop.shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else "running")
+            out_of_time = not at.done and not stopping and budget is not None and world.agree(budget.over())
+            # the state after the first epoch (the run is resumable), then every STATE_SECONDS, and at the end or
+            # a stop: short epochs (stock's 500 of one batch) do not spend their time writing states
+            if (at.done or stopping or out_of_time or saved.at is None
+                    or time.monotonic() - saved.at >= interval):
+                save(loop.shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
+                     "out of time" if out_of_time else "running")
+                saved.epoch = epoch
             if early:
                 bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
                                f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
             if stopping:
                 raise Stopped(f"interrupted after epoch {epoch}", stop.signal)
-    if config.patience and loop.best is not None:
+            if out_of_time:
+                budget.reached = f"after epoch {epoch}"
+                break
+    if loop.best is not None and (config.patience or (budget is not None and budget.reached)):
         model.load_state_dict(loop.best)
+        if budget is not None:
+            at = loop.at
+            budget.weights = f"the best weights ({monitor} {task.metric} {at.best:.4f}, epoch {at.best_epoch})"
     return loop.at
 
 
@@ -373,8 +456,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
 def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, device: str = "auto",
           out: str | Path | None = None, write: bool = True, run_dir: str | Path | None = None,
           resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
-          threads: int | str | None = None, log: Callable[[str], None] = print, progress: bool = False,
-          log_every: int = 0, force: bool = False) -> torch.nn.Module:
+          threads: int | str | Policy | None = None, log: Callable[[str], None] = print, progress: bool = False,
+          log_every: int = 0, force: bool = False, max_time: float | str | Budget | None = None) -> torch.nn.Module:
     """Train `model` on `task` and return the network (with `.zoo`, its Card): `plan_run` + `run`.
 
     Files go to the run folder: `run_dir`, or by default a new checkpoints/MODEL-TASK, -2, -3, ...
@@ -384,20 +467,32 @@ def train(model: str, task: str, overrides: Sequence[str] | Mapping[str, Any] = 
     `init_from` starts from the weights of an export of the same model and task, its vocabulary
     and scaling included. `threads`: a fixed count of CPU threads, else it follows the machine's
     load (see zoo.loop.threads). Under torchrun, every process trains its share and rank 0 writes.
+    `max_time`: a time budget (seconds, or `20m`, `1h30m`), counted from this call: training stops at
+    the first safe point after it and exports (see zoo.loop.clock).
     """
     if out is False:  # the old spelling of write=False
         out, write = None, False
-    policy = prepare_threads(threads)
+    budget = _budget(max_time)
+    policy = threads if isinstance(threads, Policy) else prepare_threads(threads, force)
     begun = plan_run(model, task, overrides, out=out, write=write, run_dir=run_dir, resume=resume,
                   overwrite=overwrite, init_from=init_from)
-    return run(begun, device=device, threads=policy, log=log, progress=progress, log_every=log_every, force=force)
+    return run(begun, device=device, threads=policy, log=log, progress=progress, log_every=log_every, force=force,
+               budget=budget)
+
+
+def _budget(max_time: float | str | Budget | None) -> Budget | None:
+    if max_time is None or isinstance(max_time, Budget):
+        return max_time
+    return Budget(parse_duration(max_time) if isinstance(max_time, str) else float(max_time))
 
 
 def run(begun: Start, *, device: str = "auto", threads: Policy | int | str | None = None,
         log: Callable[[str], None] = print, progress: bool = False, log_every: int = 0,
-        force: bool = False) -> torch.nn.Module:
-    """Train a settled start: lock its folder, set up, fit, export (see `train`)."""
-    policy = threads if isinstance(threads, Policy) else prepare_threads(threads)
+        force: bool = False, budget: float | str | Budget | None = None) -> torch.nn.Module:
+    """Train a settled start: lock its folder, set up, fit, export (see `train`); `budget`: a time budget."""
+    budget = _budget(budget)
+    policy = threads if isinstance(threads, Policy) else prepare_threads(threads, force)
+    state_seconds()  # a bad $ZOO_STATE_SECONDS is answered before any work
     world, device = join(device)
     try:
         say = log if world.main else (lambda line: None)
@@ -407,7 +502,8 @@ def run(begun: Start, *, device: str = "auto", threads: Policy | int | str | Non
         with _unlocked_on_failure(folder):
             net, data, state, dev, pool = _set_up(begun, device, policy, force, folder)
         dtype = autocast_dtype(begun.plan.train_config.precision, dev)
-        return _train_and_export(begun, folder, net, data, state, dev, dtype, pool, world, say, progress, log_every)
+        return _train_and_export(begun, folder, net, data, state, dev, dtype, pool, world, say, progress, log_every,
+                                 budget)
     finally:
         if world.size > 1:
             leave()
@@ -485,10 +581,11 @@ def _open_folder(begun: Start, folder: Run | None, data: TaskData, world: World)
 
 
 def _announce(begun: Start, folder: Run | None, net, data: TaskData, dev, dtype, pool: Threads, world: World,
-              say) -> None:
+              say, budget: Budget | None = None) -> None:
     p = begun.plan
     params = sum(t.numel() for t in net.parameters())
-    verb = "extending" if begun.extended else "resuming" if begun.resumed else "training"
+    verb = ("exporting" if budget is not None and budget.seconds == 0 else "extending" if begun.extended
+            else "resuming" if begun.resumed else "training")
     say(f"{verb} {p.model.name} on {p.task.name} ({data.problem.shape}): {params:,} parameters, "
         f"{len(data.train):,} training example{'s' * (len(data.train) != 1)}, device {dev}"
         f"{f', {pool.summary()}' if dev.type == 'cpu' else ''}"
@@ -497,6 +594,8 @@ def _announce(begun: Start, folder: Run | None, net, data: TaskData, dev, dtype,
         f"{f'; run in {folder.dir}' if folder else ''}")
     if p.note:
         say(p.note)
+    if budget is not None:
+        say(budget.describe())
     if begun.extended:
         say(f"extending from {begun.planned} to {p.train_config.epochs} epochs"
             + (f"; the added epochs get a {p.train_config.schedule} schedule of their own"
@@ -504,16 +603,21 @@ def _announce(begun: Start, folder: Run | None, net, data: TaskData, dev, dtype,
 
 
 def _train_and_export(begun: Start, folder: Run | None, net, data, state, dev, dtype, pool, world, say, progress,
-                      log_every) -> torch.nn.Module:
+                      log_every, budget: Budget | None = None) -> torch.nn.Module:
     """Open the folder, fit, evaluate, export; a stop or a failure says what was kept."""
     p, fresh_run = begun.plan, not begun.resumed  # a run this call starts: discarded if it ends before a state
     try:
         with stop_requests():  # from here a stop waits for a safe point: no half-made run folder
             folder = _open_folder(begun, folder, data, world)
-            _announce(begun, folder, net, data, dev, dtype, pool, world, say)
+            _announce(begun, folder, net, data, dev, dtype, pool, world, say, budget)
             fit(net, data, p.task, p.train_config, dev, run=folder if world.main else None,
                 identity=begun.identity(), resume=state, world=world, log=say, progress=progress,
-                log_every=log_every, threads=pool, dtype=dtype)
+                log_every=log_every, threads=pool, dtype=dtype, budget=budget)
+            if budget is not None and budget.reached:
+                kept = folder is not None and folder.state_path.is_file()
+                say((f"time budget of {format_duration(budget.seconds)} reached {budget.reached} "
+                     f"({format_duration(budget.elapsed())})" if budget.seconds else f"stopped {budget.reached}")
+                    + f": exporting {budget.weights}" + (f"; zoo resume {folder.dir} trains further" if kept else ""))
         fresh_run = False  # from here on the run folder holds a state worth keeping
         split = data.report_split
         try:

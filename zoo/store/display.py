@@ -12,6 +12,8 @@ separators U+2028/U+2029 (Zl, Zp).
 
 from __future__ import annotations
 
+import sys
+import time
 import unicodedata
 
 ESCAPED = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # the Unicode categories shown as escapes
@@ -34,3 +36,10 @@ def printable(text: str, newlines: bool = True) -> str:
         return ch.encode("unicode_escape", "backslashreplace").decode("ascii") if ch > "\x7f" else repr(ch)[1:-1]
 
     return "".join(map(shown, text))
+
+
+
+def progress(line: str) -> None:
+    """A line about a long computation in progress (a backtest's fold k of K), on stderr, so that a
+    command's output (`zoo eval --json`) stays what it was."""
+    print(f"[{time.strftime('%H:%M:%S')}] {printable(line, newlines=False)}", file=sys.stderr, flush=True)

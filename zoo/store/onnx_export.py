@@ -363,6 +363,6 @@ def export(source: str, fmt: str = "safetensors", out: str | None = None) -> Pat
 
 
 def safetensors_export(weights: Path, out: str | None) -> Path:
-    """The safetensors export of a run (issue 23 writes it for a stopped run); not here yet."""
-    raise ZooError(f"zoo export --format safetensors is not here yet; the run's export is {weights}, and "
-                   f"--format onnx converts it")
+    """A safetensors export is made from a run's state, by training (zoo export RUN: a zero time budget)."""
+    raise ZooError(f"{weights} is a file, not a run: zoo export RUN exports a stopped run (its folder or name) as "
+                   f"it stands, and --format onnx converts an export")

@@ -363,6 +363,8 @@ def run_to_resume(model: str, task: str, run_dir: str | Path | None) -> Run:
     runs = [Run(run_dir)] if run_dir else runs_of(f"{model}-{task}")
     if not runs:
         raise ZooError(f"no run of {model} on {task} in {RUNS_ROOT}/ to resume (give its --run-dir)")
+    if runs[-1].in_use():  # said first: a run another process writes is not one to continue (state or not)
+        raise runs[-1]._busy()
     runs[-1].state_info()  # says what is wrong before anything else happens
     return runs[-1]
 
@@ -375,6 +377,8 @@ def run_to_replace(run_dir: str | Path | None, overwrite: bool) -> Run | None:
     run = Run(run_dir)
     if run.dir.exists() and not run.dir.is_dir():
         raise ZooError(f"--run-dir {run.dir} is a file, not a folder")
+    if run.exists() and run.in_use():  # said first: --resume or --overwrite would not help
+        raise run._busy()
     if run.exists() and not overwrite:
         raise ZooError(f"{run.dir} holds a run already: --resume continues it, --overwrite replaces it, or give "
                        f"another --run-dir")
@@ -485,6 +489,8 @@ def resumable(target: str | Path, root: str | Path = RUNS_ROOT) -> tuple[Found, 
     if len(Path(target).parts) != 1 and not Path(target).exists():
         Run(target).state_info()  # says there is no saved state there
     found = run_of(target, root, "resume")
+    if found.run.in_use():  # said first, before what its state says (it may have none yet)
+        raise found.run._busy()
     return found, found.run.state_info()
 
 
@@ -513,21 +519,52 @@ def summary(run: Run) -> dict[str, Any]:
     sign = -1 if config.get("minimize") else 1  # the best score, and the first epoch that reached it
     best = max(scored, key=lambda pair: (sign * pair[0], -pair[1])) if scored else None
     epochs = config.get("train_config", {}).get("epochs", "?") if isinstance(config.get("train_config"), dict) else "?"
+    exported = exported_metric(run.export_path, metric)
     return {"run": str(run.dir), "model": config.get("model"), "task": config.get("task"),
             "epochs": f"{history[-1]['epoch'] if history else 0}/{epochs}",
             "status": run.status(), "metric": f"{split} {metric}".strip(),
             "best": None if best is None else best[0], "best_epoch": None if best is None else best[1],
-            "export": str(run.export_path)}
+            "export": str(run.export_path),
+            "export_metric": exported and exported[0], "export_value": exported and exported[1]}
+
+
+def exported_metric(path: Path, metric: str) -> tuple[str, float] | None:
+    """("test rmse", 9.95): the headline metric an export reports (what `zoo eval` shows), or None."""
+    from zoo.store.checkpoint import describe
+
+    if not metric or not path.is_file():
+        return None
+    try:
+        metrics = describe(path)["metrics"]
+    except ZooError:
+        return None
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{metrics.get('split', '')} {metric}".strip(), float(value)
+
+
+MIN_RELATIVE_SPAN = 0.02  # a y axis spans at least 2% of its values' size: 9.951-9.957 would magnify noise
 
 
 def plot_curves(run: Run, path: str | Path) -> None:
-    """Loss, and each monitored metric, against the epoch, from the run's metrics log."""
+    """Loss, and each monitored metric that moves, against the epoch (whole epochs on the axis), from
+    the run's metrics log. A metric that never changes (a baseline fitted once, such as stock's
+    persistence) gets no panel of its own; the task's headline metric always has one."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
     plt = pyplot("plotting")
     config, history = run.config(), run.history()
     if not history:
         raise ZooError(f"{run.dir} has no epochs logged yet")
-    split = config.get("monitor", "")
-    metrics = sorted({k for row in history for k, v in row.get(split, {}).items() if isinstance(v, (int, float))})
+    split, headline = config.get("monitor", ""), config.get("metric", "")
+    values = {}
+    for row in history:
+        for k, v in row.get(split, {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                values.setdefault(k, []).append(v)
+    metrics = sorted((k for k, seen in values.items() if k == headline or max(seen) != min(seen)),
+                     key=lambda k: (k != headline, k))
     columns = min(3, 1 + len(metrics))
     lines = -(-(1 + len(metrics)) // columns)
     figure, axes = plt.subplots(lines, columns, figsize=(4.5 * columns, 3.4 * lines), squeeze=False)
@@ -540,6 +577,13 @@ def plot_curves(run: Run, path: str | Path) -> None:
         axis.set_title(f"{split} {name}")
     for axis in axes[: 1 + len(metrics)]:
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # a 2-epoch run: 1 and 2, not 1.2, 1.4, ...
+        axis.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+        low, high = axis.get_ylim()
+        span = MIN_RELATIVE_SPAN * max(abs(low), abs(high))
+        if high - low < span:
+            middle = (low + high) / 2
+            axis.set_ylim(middle - span / 2, middle + span / 2)
     for axis in axes[1 + len(metrics):]:
         axis.set_visible(False)
     figure.suptitle(f"{config['model']} on {config['task']}")
