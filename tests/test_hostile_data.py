@@ -33,6 +33,8 @@ def exports(tmp_path_factory):
     os.environ[registry_module.LOAD_ENV] = ""
     registry_module.reset()
     quiet = {"log": lambda line: None}
+    here = os.getcwd()
+    os.chdir(folder)  # the runs these exports come from go to this folder's checkpoints/, not the checkout's
     try:
         zoo.train("lstm", "hihello", {"epochs": 2}, out=folder / "hi.safetensors", **quiet)
         prices = write_course_prices(folder / "prices.csv", days=30)
@@ -41,6 +43,7 @@ def exports(tmp_path_factory):
         zoo.train("lstm", "mnist", {"epochs": 1, "root": str(root), "val_size": 10, "download": False,
                                     "hidden_size": 4}, out=folder / "mnist.safetensors", **quiet)
     finally:
+        os.chdir(here)
         if old is None:
             del os.environ[registry_module.LOAD_ENV]
         else:
