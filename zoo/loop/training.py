@@ -357,6 +357,92 @@ class Loop:
             at.bad_epochs += 1
 
 
+    def end_epoch(self, epoch: int, total: torch.Tensor, watch: "Watch") -> bool:
+        """An epoch's end: its record and metrics, early stopping, the log line, metrics.jsonl and the
+        resumable state (when due). A stop request ends the run here; True when the time is up."""
+        config, data, task, world, run = self.config, self.data, watch.task, self.world, watch.run
+        monitor, last = data.monitor_split, epoch == config.epochs
+        row = self.record(epoch, total, run, watch.saves.epoch)
+        if world.main and (data.val is not None or config.patience or epoch % watch.log_every == 0 or last):
+            try:
+                self.judge(task, epoch, row, monitor)
+            except ZooError as e:  # a plugin's mistake: the epochs saved before stay resumable
+                kept = (f"; the trained state after epoch {watch.saves.epoch} is kept: zoo resume {run.dir} "
+                        f"continues once the plugin is fixed") if run and watch.saves.epoch else ""
+                raise ZooError(f"{e}{kept}") from None
+        early = world.agree(bool(config.patience) and self.at.bad_epochs >= config.patience)
+        self.at = at = replace(self.at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0,
+                               done=last or early)
+        if world.main and (epoch % watch.log_every == 0 or last or early):
+            watch.bar.write(watch.log, metric_line(
+                f"epoch {epoch:{len(str(config.epochs))}d}/{config.epochs}  loss {row['loss']:.4f}", monitor,
+                row.get(monitor, {}), task.metric, f"{row['seconds']:.2f}s  {row['samples_per_s']:,.0f} samples/s"))
+        if run is not None:
+            run.log(row)
+        stopping = world.agree(watch.stop.pending)
+        budget = watch.budget
+        out_of_time = not at.done and not stopping and budget is not None and world.agree(budget.over())
+        # the state after the first epoch (the run is resumable), then every STATE_SECONDS, and at the end or
+        # a stop: short epochs (stock's 500 of one batch) do not spend their time writing states
+        if at.done or stopping or out_of_time or watch.saves.due():
+            watch.saves.save(self.shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
+                             "out of time" if out_of_time else "running")
+            watch.saves.epoch = epoch
+        if early:
+            watch.bar.write(watch.log, f"stopping early: no better {monitor} {task.metric} for {config.patience} "
+                                       f"epochs; keeping the weights of epoch {at.best_epoch} ({task.metric} "
+                                       f"{at.best:.4f})")
+        if stopping:
+            raise Stopped(f"interrupted after epoch {epoch}", watch.stop.signal)
+        if out_of_time:
+            budget.reached = f"after epoch {epoch}"
+        return out_of_time
+
+    def restore_best(self, task: Task, config: TrainConfig, budget: Budget | None) -> None:
+        """With --patience, or a time budget that ended the run, the best weights seen are the result."""
+        if self.best is None or not (config.patience or (budget is not None and budget.reached)):
+            return
+        self.model.load_state_dict(self.best)
+        if budget is not None:
+            at, monitor = self.at, self.data.monitor_split
+            budget.weights = f"the best weights ({monitor} {task.metric} {at.best:.4f}, epoch {at.best_epoch})"
+
+
+@dataclass
+class Saves:
+    """When the run writes its resumable state (`run` None: never): after the first epoch, then every
+    `interval` seconds, at the end and on a stop or a budget; `epoch`: the last epoch a state holds."""
+
+    run: Run | None
+    capture: Callable  # (shuffle state, status) -> what Run.save_state takes
+    epoch: int
+    interval: float
+    at: float | None = None  # time.monotonic() of the last write
+
+    def save(self, shuffle_state: torch.Tensor, status: str) -> None:
+        if self.run is not None:
+            self.run.save_state(*self.capture(shuffle_state, status))
+            self.at = time.monotonic()
+
+    def due(self) -> bool:
+        return self.at is None or time.monotonic() - self.at >= self.interval
+
+
+@dataclass
+class Watch:
+    """What an epoch's end reports to and heeds: the task, the run folder (None: nothing written), the
+    log and the bar, a stop request, the time budget, the state saves, how often a line is logged."""
+
+    task: Task
+    run: Run | None
+    log: Callable[[str], None]
+    bar: "ProgressBar"
+    stop: Any
+    budget: Budget | None
+    saves: Saves
+    log_every: int
+
+
 def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig, device: torch.device, *,
         run: Run | None = None, identity: dict | None = None, resume: tuple[dict, dict] | None = None,
         world: World = World(), log: Callable[[str], None] = print, progress: bool = False,
@@ -382,73 +468,28 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     loop = Loop.begin(model, data, config, device, world, resume, run.state_path if run else "the state", dtype)
     loop.task, loop.model_name = task, (identity or {}).get("model", "?")  # named in a plugin's fault
     log_every = log_every or math.ceil(config.epochs / 20)
-    monitor, width = data.monitor_split, len(str(config.epochs))
+    monitor = data.monitor_split
     saving = run is not None and world.main
     loop.keep_best = bool(config.patience) or (data.val is not None and monitor != "train")
     loop.status_before = resume[1].get("status") if resume else None
     bar = ProgressBar(progress and world.main, config.epochs * loop.batches_per_epoch,
                       (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
-
-    saved = SimpleNamespace(at=None, epoch=loop.at.epoch - 1)  # when the state was last written, after which epoch
-    interval = state_seconds()
-
-    def save(shuffle_state, status):
-        if saving:
-            run.save_state(*capture(model, loop.optimizer, loop.scheduler, shuffle_state, loop.at, loop.best,
-                                    identity or {}, status))
-            saved.at = time.monotonic()
-
+    saves = Saves(run if saving else None, lambda shuffle, status: capture(
+        model, loop.optimizer, loop.scheduler, shuffle, loop.at, loop.best, identity or {}, status),
+        epoch=loop.at.epoch - 1, interval=state_seconds())
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
             raise Stopped("interrupted before the first step", stop.signal)
+        watch = Watch(task, run if saving else None, log, bar, stop, budget, saves, log_every)
         for epoch in range(loop.at.epoch, config.epochs + 1):
             if loop.at.done:
                 break
             if epoch > loop.schedule_end:
                 loop.new_schedule(epoch)
-            total = loop.steps(epoch, stop, bar, save, threads, budget)
-            if budget is not None and budget.reached:
-                break
-            row = loop.record(epoch, total, run, saved.epoch)
-            seconds, last = row["seconds"], epoch == config.epochs
-            if world.main and (data.val is not None or config.patience or epoch % log_every == 0 or last):
-                try:
-                    loop.judge(task, epoch, row, monitor)
-                except ZooError as e:  # a plugin's mistake: the epochs saved before stay resumable
-                    kept = (f"; the trained state after epoch {saved.epoch} is kept: zoo resume {run.dir} continues "
-                            f"once the plugin is fixed") if run and saved.epoch else ""
-                    raise ZooError(f"{e}{kept}") from None
-            early = world.agree(bool(config.patience) and loop.at.bad_epochs >= config.patience)
-            loop.at = at = replace(loop.at, epoch=epoch + 1, batch=0, loss_sum=0.0, examples=0, seconds=0.0,
-                                   done=last or early)
-            if world.main and (epoch % log_every == 0 or last or early):
-                bar.write(log, metric_line(f"epoch {epoch:{width}d}/{config.epochs}  loss {row['loss']:.4f}",
-                                           monitor, row.get(monitor, {}), task.metric,
-                                           f"{seconds:.2f}s  {row['samples_per_s']:,.0f} samples/s"))
-            if saving:
-                run.log(row)
-            stopping = world.agree(stop.pending)
-            out_of_time = not at.done and not stopping and budget is not None and world.agree(budget.over())
-            # the state after the first epoch (the run is resumable), then every STATE_SECONDS, and at the end or
-            # a stop: short epochs (stock's 500 of one batch) do not spend their time writing states
-            if (at.done or stopping or out_of_time or saved.at is None
-                    or time.monotonic() - saved.at >= interval):
-                save(loop.shuffle.get_state(), "finished" if at.done else "interrupted" if stopping else
-                     "out of time" if out_of_time else "running")
-                saved.epoch = epoch
-            if early:
-                bar.write(log, f"stopping early: no better {monitor} {task.metric} for {config.patience} epochs; "
-                               f"keeping the weights of epoch {at.best_epoch} ({task.metric} {at.best:.4f})")
-            if stopping:
-                raise Stopped(f"interrupted after epoch {epoch}", stop.signal)
-            if out_of_time:
-                budget.reached = f"after epoch {epoch}"
-                break
-    if loop.best is not None and (config.patience or (budget is not None and budget.reached)):
-        model.load_state_dict(loop.best)
-        if budget is not None:
-            at = loop.at
-            budget.weights = f"the best weights ({monitor} {task.metric} {at.best:.4f}, epoch {at.best_epoch})"
+            total = loop.steps(epoch, stop, bar, saves.save, threads, budget)
+            if budget is not None and budget.reached or loop.end_epoch(epoch, total, watch):
+                break  # out of time: between two steps, or at this epoch's end
+    loop.restore_best(task, config, budget)
     return loop.at
 
 
