@@ -324,3 +324,35 @@ def long_text(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "text.txt"
     path.write_text(" ".join(words[i] for i in torch.randint(len(words), (3_000,), generator=generator).tolist()))
     return path
+
+
+@pytest.fixture
+def mgu_installed(fake_distribution, monkeypatch):
+    """examples/zoo-mgu installed as a real distribution (an entry point), loaded as the only plugin."""
+    fake_distribution((ROOT / "examples" / "zoo-mgu" / "zoo_mgu.py").read_text(), module="zoo_mgu", entry="mgu",
+                      dist="zoo_mgu")
+    monkeypatch.setenv(registry_module.LOAD_ENV, "mgu")
+    yield
+    sys.modules.pop("zoo_mgu", None)
+
+
+def rewrite(path, out, **meta_changes):
+    """A copy of an export whose `meta` (or another metadata entry, as `entry__key`) is changed by hand."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    metadata = safe_open(path, "pt").metadata()
+    meta = json.loads(metadata["meta"])
+    for key, value in meta_changes.items():
+        if "__" in key:
+            entry, name = key.split("__")
+            changed = json.loads(metadata[entry])
+            changed[name] = value
+            metadata[entry] = json.dumps(changed)
+        else:
+            meta[key] = value
+    metadata["meta"] = json.dumps(meta)
+    save_file(load_file(path), out, metadata=metadata)
+    return out

@@ -12,7 +12,6 @@ import torch
 
 import zoo
 from conftest import ROOT, one_line_error, tiny_mnist, zoo_cli
-from zoo.contract.registry import LOAD_ENV
 from zoo.store.onnx_export import difference, leaves
 from zoo.testing import check_onnx_export
 
@@ -53,14 +52,6 @@ def test_a_cell_stepped_in_python_exports_a_step_graph_whose_length_is_not_froze
     finally:
         sys.path.remove(str(MGU))
         sys.modules.pop("zoo_mgu", None)
-
-
-@pytest.fixture
-def mgu_installed(fake_distribution, monkeypatch):
-    fake_distribution((MGU / "zoo_mgu.py").read_text(), module="zoo_mgu", entry="mgu", dist="zoo_mgu")
-    monkeypatch.setenv(LOAD_ENV, "mgu")
-    yield
-    sys.modules.pop("zoo_mgu", None)
 
 
 def train(runner, tmp_path, model, task, *options):

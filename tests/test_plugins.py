@@ -209,14 +209,6 @@ def test_the_examples_own_tests_pass(example):
     assert result.returncode == 0 and " passed" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.fixture
-def mgu_installed(fake_distribution, monkeypatch):
-    fake_distribution((MGU / "zoo_mgu.py").read_text(), module="zoo_mgu", entry="mgu", dist="zoo_mgu")
-    monkeypatch.setenv(LOAD_ENV, "mgu")
-    yield
-    sys.modules.pop("zoo_mgu", None)
-
-
 def test_the_mgu_presets_are_real(mgu_installed):
     from zoo.nn.layers import Layers
 

@@ -6,11 +6,9 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 import zoo
-from conftest import one_line_error, zoo_cli
+from conftest import one_line_error, rewrite, zoo_cli
 from zoo.loop.plan import plan
 from zoo_plugins.charlm import SENTENCE, generate, pick
 
@@ -83,23 +81,6 @@ def write_text(path, words=2_000, seed=0):
     g = torch.Generator().manual_seed(seed)
     path.write_text(" ".join(WORDS[i] for i in torch.randint(len(WORDS), (words,), generator=g).tolist()))
     return path
-
-
-def rewrite(path, out, **meta_changes):
-    """A copy of an export whose `meta` (or another metadata entry, as `entry__key`) is changed by hand."""
-    metadata = safe_open(path, "pt").metadata()
-    meta = json.loads(metadata["meta"])
-    for key, value in meta_changes.items():
-        if "__" in key:
-            entry, name = key.split("__")
-            changed = json.loads(metadata[entry])
-            changed[name] = value
-            metadata[entry] = json.dumps(changed)
-        else:
-            meta[key] = value
-    metadata["meta"] = json.dumps(meta)
-    save_file(load_file(path), out, metadata=metadata)
-    return out
 
 
 def test_charlm_streams_train_export_and_stream_predictions(runner, tmp_path):

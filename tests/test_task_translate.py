@@ -3,16 +3,13 @@ defaults fitted to a corpus, the vocabulary cap and character fallback, and expo
 drive unbounded decoding.
 """
 
-import json
 import types
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 import zoo
-from conftest import one_line_error, zoo_cli
+from conftest import one_line_error, rewrite, zoo_cli
 from zoo.contract.registry import Plugin, registry
 from zoo.loop.plan import plan
 from zoo_plugins import translate as translate_plugin
@@ -167,23 +164,6 @@ def test_bad_pair_files_are_one_line(runner, tmp_path, name, text, message):
 def test_max_length_that_drops_everything_is_one_line(runner, corpus):
     assert "has at most 1 tokens" in one_line_error(zoo_cli(runner, "train", "seq2seq", "translate", "--pairs", corpus,
                                                             "--max-length", "1"))
-
-
-def rewrite(path, out, **meta_changes):
-    """A copy of an export whose `meta` (or another metadata entry, as `entry__key`) is changed by hand."""
-    metadata = safe_open(path, "pt").metadata()
-    meta = json.loads(metadata["meta"])
-    for key, value in meta_changes.items():
-        if "__" in key:
-            entry, name = key.split("__")
-            changed = json.loads(metadata[entry])
-            changed[name] = value
-            metadata[entry] = json.dumps(changed)
-        else:
-            meta[key] = value
-    metadata["meta"] = json.dumps(meta)
-    save_file(load_file(path), out, metadata=metadata)
-    return out
 
 
 def test_translate_defaults_fit_a_corpus(tmp_path):
