@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from zoo.contract import registry as registry_module
@@ -356,3 +357,15 @@ def rewrite(path, out, **meta_changes):
     metadata["meta"] = json.dumps(meta)
     save_file(load_file(path), out, metadata=metadata)
     return out
+
+
+class Plain(torch.nn.Module):
+    """A correct plain cell (the cell contract: one GRU layer, one direction), which zoo stacks and reverses
+    with Layers; the conformance tests' broken cells each break it in one way."""
+
+    def __init__(self, config, input_size):
+        super().__init__()
+        self.gru = torch.nn.GRU(input_size, config.hidden_size, batch_first=True)
+
+    def forward(self, x, h0=None):
+        return self.gru(x, h0)

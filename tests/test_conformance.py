@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import TINY, registry_with_example
+from conftest import TINY, Plain, registry_with_example
 from zoo.testing import CheckFailed, check_cell, check_task, parametrize_cell_checks, parametrize_task_checks
 
 REGISTRY = registry_with_example()
@@ -32,17 +32,6 @@ def test_the_built_in_cells_and_tasks_are_all_checked():
 
 
 # -- what the kit catches: one line each, naming the check --------------------------------------
-
-class Plain(torch.nn.Module):
-    """A correct plain cell (one GRU layer) that the broken ones below each break in one way."""
-
-    def __init__(self, config, input_size):
-        super().__init__()
-        self.gru = torch.nn.GRU(input_size, config.hidden_size, batch_first=True)
-
-    def forward(self, x, h0=None):
-        return self.gru(x, h0)
-
 
 class WrongShape(Plain):
     def forward(self, x, h0=None):

@@ -11,19 +11,9 @@ import torch
 
 import zoo
 import zoo.testing
+from conftest import Plain
 from zoo.testing import (CELL_CHECKS, TASK_CHECKS, CheckFailed, NotApplicable, cell_checks, check_cell, check_task,
                          parametrize_cell_checks, parametrize_task_checks, task_checks)
-
-
-class Plain(torch.nn.Module):
-    """A correct plain cell: one GRU layer."""
-
-    def __init__(self, config, input_size):
-        super().__init__()
-        self.gru = torch.nn.GRU(input_size, config.hidden_size, batch_first=True)
-
-    def forward(self, x, h0=None):
-        return self.gru(x, h0)
 
 
 class IgnoresStateAndPeeksAhead(Plain):

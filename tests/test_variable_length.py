@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import zoo
+from conftest import Plain as PlainGRU  # a plain GRU cell
 from conftest import registry_with_example
 from zoo.nn.layers import Layers, recurrent_lengths, run_lengths
 from zoo.testing import CheckFailed, check_cell, check_variable_length
@@ -42,17 +43,6 @@ def test_every_cell_and_preset_gives_each_sequence_its_own_result(name, with_exa
             alone = net(x[i: i + 1, :n])[0]
             torch.testing.assert_close(together[i], alone, atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(leaked[i], alone, atol=1e-5, rtol=1e-4)
-
-
-class PlainGRU(torch.nn.Module):
-    """A plain cell (one layer, one direction) that zoo stacks and reverses with Layers."""
-
-    def __init__(self, config, input_size):
-        super().__init__()
-        self.gru = torch.nn.GRU(input_size, config.hidden_size, batch_first=True)
-
-    def forward(self, x, h0=None):
-        return self.gru(x, h0)
 
 
 class PlainLSTM(PlainGRU):
