@@ -59,13 +59,50 @@ ZOO = [sys.executable, "-m", "zoo"]
 
 
 # -- output a person reads ------------------------------------------------------------------------------
-def test_a_default_run_on_a_terminal_prints_few_lines(tmp_path):
-    """One bar drawn in place on a terminal; the metric lines and the export line stay."""
+def screen(shown: bytes) -> list[str]:
+    """What a terminal shows after `shown`: carriage returns go back to the line's start, later
+    characters overwrite earlier ones, ESC[A goes up a line, ESC[K erases to the line's end."""
+    import re
+
+    rows, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[\d*[A-Za-z]|[\r\n]|[^\x1b\r\n]", shown.decode(errors="replace")):
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row, col = row + 1, 0
+            rows += [""] * (row + 1 - len(rows))
+        elif token.startswith("\x1b"):
+            if token.endswith("A"):
+                row = max(0, row - int(token[2:-1] or 1))
+            elif token.endswith("K"):
+                rows[row] = rows[row][:col]
+        else:
+            line = rows[row].ljust(col)
+            rows[row] = line[:col] + token + line[col + 1:]
+            col += 1
+    return [line.rstrip() for line in rows]
+
+
+def on_a_terminal(args, cwd, interrupt_when=None) -> tuple[int, bytes]:
+    """Run zoo on a pseudo-terminal of 120 columns as a person's foreground job; `interrupt_when(shown)`
+    true types Ctrl-C (the terminal sends SIGINT). Returns the exit status and everything shown."""
+    import fcntl
+    import struct
+    import termios
+
     leader, follower = pty.openpty()
-    process = subprocess.Popen([*ZOO, "train", "rnn", "hihello"], cwd=tmp_path, stdin=subprocess.DEVNULL,
-                               stdout=follower, stderr=follower)
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+
+    def controlling_terminal():  # after start_new_session's setsid: the pty becomes this session's terminal
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen([*ZOO, *args], cwd=cwd, stdin=follower, stdout=follower, stderr=follower,
+                               start_new_session=True, preexec_fn=controlling_terminal)
     os.close(follower)
-    shown = b""
+    shown, typed = b"", False
     while True:
         ready, _, _ = select.select([leader], [], [], 300)
         if not ready:
@@ -77,8 +114,31 @@ def test_a_default_run_on_a_terminal_prints_few_lines(tmp_path):
         if not chunk:
             break
         shown += chunk
+        if interrupt_when is not None and not typed and interrupt_when(shown):
+            os.write(leader, b"\x03")
+            typed = True
     os.close(leader)
-    assert process.wait(timeout=300) == 0
+    return process.wait(timeout=300), shown
+
+
+def test_a_default_run_on_a_terminal_prints_few_lines(tmp_path):
+    """One bar drawn in place on a terminal; the metric lines and the export line stay, the bar does not."""
+    status, shown = on_a_terminal(["train", "rnn", "hihello"], tmp_path)
+    assert status == 0
     text = shown.decode()
     assert "saved checkpoints/rnn-hihello/model.safetensors" in text
     assert text.count("\n") <= 25, text
+    assert "step/s" in text  # the bar was drawn
+    left = screen(shown)
+    assert not [line for line in left if "step/s" in line or "%|" in line], left
+
+
+def test_ctrl_c_on_a_terminal_leaves_no_bar_behind(tmp_path):
+    """Ctrl-C while the bar is drawn: the bar is erased, the line saying how to resume takes its place."""
+    drawn = b"step/s"
+    status, shown = on_a_terminal(["train", "lstm", "charlm", "-e", "100000"], tmp_path,
+                                  interrupt_when=lambda shown: shown.count(drawn) >= 3)
+    assert status == 130, shown.decode(errors="replace")
+    left = [line for line in screen(shown) if line]
+    assert not [line for line in left if "step/s" in line or "%|" in line], left
+    assert "interrupted in epoch" in left[-1] and "zoo resume" in left[-1], left
