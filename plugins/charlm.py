@@ -77,7 +77,7 @@ def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
     task = {"val_fraction": 0.1 if n < 100_000 else 0.05, **({"bptt": bptt} if bptt else {})}
     # precision auto: bf16 autocast where the CPU computes it natively (measured on an LSTM 512, 300k
     # characters, 3 epochs: 1.63x the characters per CPU-second, held-out 2.2887 against fp32's 2.2882
-    # nats/char; bench/bf16_charlm.py), fp32 elsewhere
+    # nats/char; bench/bf16.py), fp32 elsewhere
     train = {"epochs": min(100, max(10, 20_000_000 // max(n, 1))), "batch_size": 32, "lr": 0.002,
              "schedule": "cosine", "grad_clip": 1.0, "patience": 3, "precision": "auto"}
     return zoo.Fitted(f"a text of {n:,} characters", model=model, task=task, train=train)

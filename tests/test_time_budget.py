@@ -54,6 +54,44 @@ def test_train_stops_at_the_budget_and_exports(runner, tmp_path):
     assert not progress["done"] and progress["epoch"] < 1_000_000 and len(Run(run).history()) == progress["epoch"] - 1
 
 
+@pytest.mark.parametrize("spent,steps,expected", [(0.5, 0, 0.5), (0.0, 50, 0.5), (0.25, 50, 0.5), (0.75, 50, 0.1464),
+                                                    (2.0, 10, 0.0)])
+def test_a_cosine_rate_is_the_further_on_of_steps_and_budget(spent, steps, expected):
+    """The rate at whichever is further on: the share of the schedule's 100 steps done or of the budget spent."""
+    import torch
+
+    from zoo.contract.specs import TrainConfig
+    from zoo.loop.training import follow_budget, make_scheduler
+
+    config = TrainConfig(lr=1.0, schedule="cosine")
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, config, 100)
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    follow_budget(optimizer, scheduler, config, Budget(100.0, started=time.monotonic() - spent * 100))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, abs=0.002)
+
+
+def test_a_cosine_schedule_ends_with_the_budget(tmp_path):
+    """A million planned epochs and a budget 99% spent when training starts: the rate follows the
+    budget's clock down to about 0 from the first step (by the schedule's steps alone it would stay
+    near its start)."""
+    import zoo
+
+    budget = Budget(300.0, started=time.monotonic() - 294.0)  # 6 s left: thousands of one-step epochs
+    zoo.train("rnn", "hihello", {"epochs": 1_000_000, "schedule": "cosine", "lr": 0.01}, run_dir=tmp_path / "run",
+              max_time=budget, log=lambda line: None)
+    rates = [row["lr"] for row in Run(tmp_path / "run").history()]
+    assert rates and rates[0] == 0.01 and len(rates) < 100_000  # by steps: above 0.0099 to the end
+    assert all(rate < 1e-4 for rate in rates[1:]), rates[:5]
+
+
+def test_a_constant_rate_stays_constant_under_a_budget(runner, tmp_path):
+    run, _ = budget_run(runner, tmp_path, "--lr", "0.01")
+    assert {row["lr"] for row in Run(run).history()} == {0.01}
+
+
 def test_resume_takes_a_budget_too_and_goes_on_from_where_it_stopped(runner, tmp_path):
     run, _ = budget_run(runner, tmp_path)
     before = Run(run).state_info()["progress"]

@@ -84,7 +84,8 @@ class TrainConfig:
     weight_decay: float = param(0.0, "Adam weight decay (L2)")
     grad_clip: float = param(0.0, "clip the gradient norm to this value; 0 turns clipping off")
     schedule: Literal["constant", "cosine", "onecycle"] = param(
-        "constant", "learning rate over the run: constant, cosine (down to 0) or onecycle (warm up, then down)")
+        "constant", "learning rate over the run: constant, cosine (down to 0 at the last epoch, or at --max-time if "
+        "sooner) or onecycle (warm up, then down)")
     precision: Literal["fp32", "bf16", "auto"] = param(
         "fp32", "arithmetic of the training steps: fp32, bf16 autocast, or auto (bf16 on CPUs with native bf16)")
     patience: int = param(0, "stop after this many epochs without a better validation metric and keep the best "

@@ -130,6 +130,18 @@ def cpu_has_native_bf16() -> bool:
     return any(check() for check in checks if check is not None)  # private probes: absent means unknown, so no
 
 
+def follow_budget(optimizer: torch.optim.Optimizer, scheduler, config: TrainConfig, budget: Budget) -> None:
+    """A cosine schedule under a time budget ends with it: the rate is the cosine's at whichever is
+    further on, the share of the schedule's steps done or the share of the budget spent, so a run the
+    budget stops has annealed (as nanoGPT's lr_decay_iters), and one that ends first is unchanged.
+    One process only: under torchrun each process would see its own clock."""
+    if config.schedule != "cosine":
+        return
+    done = max(scheduler.last_epoch / max(scheduler.T_max, 1), min(budget.elapsed() / budget.seconds, 1.0))
+    for group in optimizer.param_groups:  # closed form every step: the chained scheduler's drift is overwritten
+        group["lr"] = config.lr * (1 + math.cos(math.pi * done)) / 2
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     """A per-step learning-rate schedule, or None for a constant rate."""
     if config.schedule == "cosine":  # from lr down to 0 over the whole run
@@ -309,6 +321,8 @@ class Loop:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+                if budget is not None and budget.seconds and self.world.size == 1:
+                    follow_budget(self.optimizer, self.scheduler, config, budget)
             total += loss.detach() * len(part)
             at.examples += len(part)
             bar.step(f"{epoch}/{config.epochs}", loss)
