@@ -52,8 +52,9 @@ def translate(options, tmp: Path):
     command = ["seq2seq", "translate", "--pairs", options.pairs]
 
     def quality(run: Path) -> float:
-        shown = subprocess.run([sys.executable, "-m", "zoo", "eval", str(run / "model.safetensors"), "--json",
-                                "--threads", "1"], capture_output=True, text=True, check=True).stdout
+        command = [sys.executable, "-m", "zoo", "eval", str(run / "model.safetensors"), "--json", "--pairs",
+                   options.pairs, "--threads", "1"]
+        shown = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         return json.loads(shown)["bleu"]
 
     return command, pairs * 0.85, "pairs", ("test BLEU", quality)  # 85% trains, 5% validates, 10% tests
