@@ -62,7 +62,8 @@ def make_data(folder: Path) -> dict[str, list[str]]:
 
 def stock_export(folder: Path, prices: Path) -> None:
     """The export a backtest re-fits: the stock recipe on the price file, once, pinned."""
-    subprocess.run([sys.executable, "-m", "zoo", "train", "lstm", "stock", "--data", str(prices), "--threads", "1",
+    subprocess.run([sys.executable, "-m", "zoo", "train", "lstm", "stock", "--data", str(prices), "--target-mode",
+                    "change", "--threads", "1",
                     "-q", "--run-dir", str(folder / "stock")], check=True, stdout=subprocess.DEVNULL)
 
 
