@@ -25,12 +25,15 @@ class RecurrentConfig:
     bidirectional: bool = param(False, "also read right to left (fits many-to-one tasks only: it sees the future)")
     dropout: float = param(0.0, "dropout between stacked layers and before the output layer")
     embed_dim: int = param(0, "token inputs: 0 feeds one-hot vectors as the course does, >0 learns embeddings")
+    weight_drop: float = param(0.0, "DropConnect on the recurrent weights (weight_hh) while training, a fresh mask "
+                                    "per batch (AWD-LSTM's weight drop); 0 turns it off")
 
     def __post_init__(self):
         require(self.hidden_size > 0, f"hidden_size must be positive, got {self.hidden_size}")
         require(self.num_layers > 0, f"num_layers must be positive, got {self.num_layers}")
         require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         require(self.embed_dim >= 0, f"embed_dim must be >= 0, got {self.embed_dim}")
+        require(0 <= self.weight_drop < 1, f"weight_drop must be in [0, 1), got {self.weight_drop}")
 
 
 def recurrent_shapes(config: RecurrentConfig) -> tuple[str, ...]:

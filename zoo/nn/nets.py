@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.nn.layers import Carry, check_step, map_state, recurrent_lengths
-from zoo.contract.specs import MANY_TO_ONE, Problem
+from zoo.contract.specs import MANY_TO_ONE, Problem, ZooError
 
 
 class RecurrentNet(nn.Module):
@@ -29,6 +29,13 @@ class RecurrentNet(nn.Module):
         self.rnn = make_recurrent(config, input_size)  # the cell with its layers and directions
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
+        self.weight_drop = getattr(config, "weight_drop", 0.0)  # a plugin's own config may not have it
+        self.recurrent_weights = [f"rnn.{name}" for name, _ in self.rnn.named_parameters()
+                                  if name.rsplit(".", 1)[-1].startswith("weight_hh")]
+        if self.weight_drop and not self.recurrent_weights:
+            raise ZooError("weight_drop needs a cell whose recurrent weights are named weight_hh* (torch's rnn, lstm "
+                           "and gru, and zoo's own cells); this one has none")
+        self._dropping = False
 
     def forward(self, x: torch.Tensor, carry: Carry | torch.Tensor | None = None,
                 lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,6 +47,16 @@ class RecurrentNet(nn.Module):
         """
         if isinstance(carry, torch.Tensor):
             carry, lengths = None, carry
+        if self.training and self.weight_drop and not self._dropping:
+            # DropConnect: the same network with its recurrent weights dropped out, one mask per batch,
+            # gradients reaching the weights themselves (torch.func.functional_call swaps them in)
+            params = dict(self.named_parameters())
+            dropped = {name: F.dropout(params[name], self.weight_drop) for name in self.recurrent_weights}
+            self._dropping = True
+            try:
+                return torch.func.functional_call(self, dropped, (x, carry, lengths))
+            finally:
+                self._dropping = False
         if self.vocab_size:
             # one-hot per batch: the course's input, without holding one-hot copies of a whole corpus
             x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
