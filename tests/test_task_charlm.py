@@ -134,10 +134,11 @@ def test_defaults_fit_a_users_text_and_options_override_them(tmp_path):
     assert "hidden_size" not in p.note and "patience" not in p.note
     p = plan("lstm", "charlm", {"text": text, "stride": 3})  # windows asked for: no streams
     assert p.task_config.bptt == 0
-    big = write_text(tmp_path / "big.txt", 80_000)  # about 440,000 characters: two layers, strong dropout
+    big = write_text(tmp_path / "big.txt", 80_000)  # about 440,000 characters: two layers, dropouts
     p = plan("gru", "charlm", {"text": big})
-    assert (p.model_config.hidden_size, p.model_config.num_layers, p.model_config.dropout) == (512, 2, 0.5)
-    assert "num_layers=2 dropout=0.5" in p.note and p.train_config.precision == "auto"
+    assert (p.model_config.hidden_size, p.model_config.num_layers, p.model_config.dropout) == (512, 2, 0.4)
+    assert p.model_config.weight_drop == 0.25 and p.train_config.precision == "auto"
+    assert "num_layers=2 dropout=0.4 weight_drop=0.25" in p.note
     course = plan("lstm", "charlm")  # the course's sentence keeps the course's settings
     assert (course.note, course.task_config.bptt, course.model_config.hidden_size) == ("", 0, 64)
     assert course.train_config.epochs == 100 and course.train_config.patience == 0

@@ -53,7 +53,8 @@ def test_a_cell_without_recurrent_weights_refuses_weight_drop():
             return out, out[:, -1:].transpose(0, 1)
 
     config = registry().models["rnn"].config(hidden_size=4, weight_drop=0.2)
-    with pytest.raises(ZooError, match="weight_drop needs a cell whose recurrent weights are named weight_hh"):
+    named = r"weight_drop=0.2 needs a cell whose recurrent weights are named weight_hh.*: -o weight_drop=0"
+    with pytest.raises(ZooError, match=named):
         RecurrentNet(Elman, config, PROBLEM)
 
 

@@ -33,8 +33,8 @@ class RecurrentNet(nn.Module):
         self.recurrent_weights = [f"rnn.{name}" for name, _ in self.rnn.named_parameters()
                                   if name.rsplit(".", 1)[-1].startswith("weight_hh")]
         if self.weight_drop and not self.recurrent_weights:
-            raise ZooError("weight_drop needs a cell whose recurrent weights are named weight_hh* (torch's rnn, lstm "
-                           "and gru, and zoo's own cells); this one has none")
+            raise ZooError(f"weight_drop={self.weight_drop} needs a cell whose recurrent weights are named weight_hh* "
+                           "(torch's rnn, lstm and gru); this one has none: -o weight_drop=0")
         self._dropping = False
 
     def forward(self, x: torch.Tensor, carry: Carry | torch.Tensor | None = None,
