@@ -116,7 +116,9 @@ def fit_defaults(config: TranslateConfig) -> zoo.Fitted | None:
     each side capped at the tokens seen at least twice (plus the special ones), rarer words spelled
     out in characters; Adam at 0.003 with the gradient norm clipped at 1, batches of 64, 1.2M pairs of
     training (10 to 50 epochs), early stopping on the validation BLEU after 5 epochs without a better
-    one, the best weights kept.
+    one, the best weights kept; precision auto (bf16 autocast on CPUs with native bf16: on 3,869
+    KJV -> Reina-Valera pairs, 30 epochs, one thread, test BLEU 7.62 against fp32's 7.37, the
+    training steps 1.14x as fast; bench/bf16.py, docs/day-one.md).
     """
     from collections import Counter
 
@@ -133,7 +135,7 @@ def fit_defaults(config: TranslateConfig) -> zoo.Fitted | None:
     hidden = 128 if len(pairs) < 10_000 else 256 if len(pairs) < 50_000 else 512
     model = {"hidden_size": hidden, "attention": "luong", "dropout": 0.2}
     train = {"epochs": min(50, max(10, 1_200_000 // len(pairs))), "lr": 0.003, "batch_size": 64,
-             "grad_clip": 1.0, "patience": 5}
+             "grad_clip": 1.0, "patience": 5, "precision": "auto"}
     return zoo.Fitted(f"{len(pairs):,} pairs", model=model, task=task, train=train)
 
 

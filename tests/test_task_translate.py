@@ -172,7 +172,7 @@ def test_translate_defaults_fit_a_corpus(tmp_path):
     p = plan("seq2seq", "translate", {"pairs": path})
     assert (p.model_config.hidden_size, p.model_config.attention, p.train_config.patience) == (128, "luong", 5)
     assert p.task_config.fallback == "chars" and p.task_config.max_vocab == 4 + 2 + 50  # 2 words, numbers 0-49
-    assert "300 pairs" in p.note
+    assert "300 pairs" in p.note and p.train_config.precision == "auto" and "precision=auto" in p.note
     assert plan("seq2seq", "translate").note == ""  # the course's four pairs: the course's model
     assert plan("seq2seq", "translate", {"pairs": path, "attention": "none"}).model_config.attention == "none"
 
