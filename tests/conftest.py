@@ -30,6 +30,14 @@ def checkout_files(root: Path) -> set[str] | None:
 
 def pytest_sessionstart(session):
     session.config.stash[_CHECKOUT] = checkout_files(ROOT)
+    # the suite runs as a terminal's foreground job would, whatever started it: a background job of a
+    # shell inherits SIGINT ignored, which zoo keeps (as it should) and every process the tests start
+    # would inherit, so the tests that stop a run with Ctrl-C could not; the tests of an inherited
+    # ignore set it themselves
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -58,6 +58,16 @@ def test_a_real_ctrl_c_while_a_plugin_runs_still_stops_zoo(fake_distribution, mo
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
+def test_a_plugins_own_interrupt_under_an_ignored_sigint_does_not_end_zoo(fake_distribution, monkeypatch):
+    """A background job inherits SIGINT ignored: no Ctrl-C can arrive, so a KeyboardInterrupt is the plugin's."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        reg = load(fake_distribution, monkeypatch, "raise KeyboardInterrupt\n")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert "KeyboardInterrupt" in only_warning(reg) and "lstm" in reg.models
+
+
 def test_a_real_sigterm_while_a_plugin_runs_still_stops_zoo(fake_distribution, monkeypatch):
     from zoo.front.cli import _terminate
     from zoo.contract.specs import Terminated

@@ -79,7 +79,10 @@ def plugin_code(doing: str | None = None):
     """
     real: list[int] = []
     replaced = {}
-    if threading.current_thread() is threading.main_thread():
+    # off the main thread no handler can be set, so a KeyboardInterrupt cannot be told apart; on it,
+    # one that no handler noted is the plugin's own (an ignored SIGINT raises nothing)
+    tellable = threading.current_thread() is threading.main_thread()
+    if tellable:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(signum)
             if (signum == signal.SIGTERM and not callable(previous)) or previous is signal.SIG_IGN:
@@ -101,7 +104,7 @@ def plugin_code(doing: str | None = None):
         with redirect_stdout(sys.stderr):
             yield
     except KeyboardInterrupt as e:
-        if real or not replaced:  # the user's signal (or no way to tell it apart): honour it
+        if real or not tellable:  # the user's signal (or no way to tell it apart): honour it
             raise
         raise PluginFailure(e) from e
     except (Exception, SystemExit, GeneratorExit) as e:
