@@ -117,8 +117,9 @@ def fit_defaults(config: TranslateConfig) -> zoo.Fitted | None:
     out in characters; Adam at 0.003 with the gradient norm clipped at 1, batches of 64, 1.2M pairs of
     training (10 to 50 epochs), early stopping on the validation BLEU after 5 epochs without a better
     one, the best weights kept; precision auto (bf16 autocast on CPUs with native bf16: on 3,869
-    KJV -> Reina-Valera pairs, 30 epochs, one thread, test BLEU 7.62 against fp32's 7.37, the
-    training steps 1.14x as fast; bench/bf16.py, docs/day-one.md).
+    KJV -> Reina-Valera pairs, one thread, test BLEU 7.62 against fp32's 7.37 after 30 epochs, the
+    training steps 1.14x as fast, but 1.81 against 4.04 after 10; one run each, bench/bf16.py,
+    docs/day-one.md).
     """
     from collections import Counter
 

@@ -5,6 +5,7 @@ commands, and how much a default run prints.
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -62,8 +63,6 @@ ZOO = [sys.executable, "-m", "zoo"]
 def screen(shown: bytes) -> list[str]:
     """What a terminal shows after `shown`: carriage returns go back to the line's start, later
     characters overwrite earlier ones, ESC[A goes up a line, ESC[K erases to the line's end."""
-    import re
-
     rows, row, col = [""], 0, 0
     for token in re.findall(r"\x1b\[\d*[A-Za-z]|[\r\n]|[^\x1b\r\n]", shown.decode(errors="replace")):
         if token == "\r":
@@ -102,7 +101,7 @@ def on_a_terminal(args, cwd, interrupt_when=None) -> tuple[int, bytes]:
     process = subprocess.Popen([*ZOO, *args], cwd=cwd, stdin=follower, stdout=follower, stderr=follower,
                                start_new_session=True, preexec_fn=controlling_terminal)
     os.close(follower)
-    shown, typed = b"", False
+    shown, typed_at = b"", None
     while True:
         ready, _, _ = select.select([leader], [], [], 300)
         if not ready:
@@ -114,9 +113,12 @@ def on_a_terminal(args, cwd, interrupt_when=None) -> tuple[int, bytes]:
         if not chunk:
             break
         shown += chunk
-        if interrupt_when is not None and not typed and interrupt_when(shown):
+        if interrupt_when is not None and typed_at is None and interrupt_when(shown):
             os.write(leader, b"\x03")
-            typed = True
+            typed_at = len(shown)
+        if typed_at is not None and len(shown) - typed_at > 1_000_000:  # the Ctrl-C was not heeded: stop here
+            process.kill()
+            break
     os.close(leader)
     return process.wait(timeout=300), shown
 
@@ -141,4 +143,4 @@ def test_ctrl_c_on_a_terminal_leaves_no_bar_behind(tmp_path):
     assert status == 130, shown.decode(errors="replace")
     left = [line for line in screen(shown) if line]
     assert not [line for line in left if "step/s" in line or "%|" in line], left
-    assert "interrupted in epoch" in left[-1] and "zoo resume" in left[-1], left
+    assert re.match(r"interrupted (in|after) epoch \d+", left[-1]) and "zoo resume" in left[-1], left

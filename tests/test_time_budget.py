@@ -1,6 +1,7 @@
 """Time budgets (--max-time) for train, resume and bench, and `zoo export RUN` of a stopped run."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_a_cosine_rate_is_the_further_on_of_steps_and_budget(spent, steps, expec
     import torch
 
     from zoo.contract.specs import TrainConfig
-    from zoo.loop.training import follow_budget, make_scheduler
+    from zoo.loop.training import cosine_rate, make_scheduler
 
     config = TrainConfig(lr=1.0, schedule="cosine")
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -69,27 +70,54 @@ def test_a_cosine_rate_is_the_further_on_of_steps_and_budget(spent, steps, expec
     for _ in range(steps):
         optimizer.step()
         scheduler.step()
-    follow_budget(optimizer, scheduler, config, Budget(100.0, started=time.monotonic() - spent * 100))
+    cosine_rate(optimizer, scheduler, config, spent)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, abs=0.002)
 
 
-def test_a_cosine_schedule_ends_with_the_budget(tmp_path):
-    """A million planned epochs and a budget 99% spent when training starts: the rate follows the
-    budget's clock down to about 0 from the first step (by the schedule's steps alone it would stay
-    near its start)."""
+class Spent(Budget):
+    """A budget as the clock would leave it, without the clock: `share` of it spent from the start, and
+    over once the loop has asked `checks` times (at safe points), however fast or slow the machine."""
+
+    def __init__(self, share: float, checks: int):
+        super().__init__(1000.0)
+        self.share, self.left = share, checks
+
+    def elapsed(self) -> float:
+        return self.share * self.seconds
+
+    def over(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def rates(run) -> list[float]:
+    return [row["lr"] for row in Run(run).history()]
+
+
+def test_a_cosine_schedule_ends_with_the_budget_and_a_resumed_run_goes_on_at_its_steps_rate(tmp_path):
+    """200 planned one-step epochs, a budget 99% spent from the start that stops the run early:
+    the rate follows the budget down to about 0 (by its steps it would still be near its start). Resumed
+    without a budget, the run goes on at its steps' rate, not at the budget's annealed one."""
     import zoo
 
-    budget = Budget(300.0, started=time.monotonic() - 294.0)  # 6 s left: thousands of one-step epochs
-    zoo.train("rnn", "hihello", {"epochs": 1_000_000, "schedule": "cosine", "lr": 0.01}, run_dir=tmp_path / "run",
-              max_time=budget, log=lambda line: None)
-    rates = [row["lr"] for row in Run(tmp_path / "run").history()]
-    assert rates and rates[0] == 0.01 and len(rates) < 100_000  # by steps: above 0.0099 to the end
-    assert all(rate < 1e-4 for rate in rates[1:]), rates[:5]
+    run, settings = tmp_path / "run", {"epochs": 200, "schedule": "cosine", "lr": 0.01}
+    zoo.train("rnn", "hihello", settings, run_dir=run, max_time=Spent(0.99, checks=50), log=lambda line: None)
+    stopped = rates(run)
+    assert 10 <= len(stopped) <= 50 and stopped[0] == 0.01
+    assert all(rate < 1e-5 for rate in stopped[1:]), stopped[:5]  # by steps alone: above 0.0085 throughout
+    zoo.train("rnn", "hihello", settings, run_dir=run, resume=True, log=lambda line: None)
+    done, resumed = len(stopped), rates(run)[len(stopped):]
+    assert len(resumed) == 200 - done
+    assert resumed[0] == pytest.approx(0.01 * (1 + math.cos(math.pi * done / 200)) / 2, rel=1e-6)
+    assert resumed == sorted(resumed, reverse=True) and resumed[-1] < 1e-5  # on down the cosine to its end
 
 
 def test_a_constant_rate_stays_constant_under_a_budget(runner, tmp_path):
-    run, _ = budget_run(runner, tmp_path, "--lr", "0.01")
-    assert {row["lr"] for row in Run(run).history()} == {0.01}
+    run = tmp_path / "run"
+    result = zoo_cli(runner, "train", "rnn", "hihello", "-e", "5", "--lr", "0.01", "--max-time", "1h",
+                     "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    assert rates(run) == [0.01] * 5
 
 
 def test_resume_takes_a_budget_too_and_goes_on_from_where_it_stopped(runner, tmp_path):

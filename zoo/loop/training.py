@@ -130,14 +130,12 @@ def cpu_has_native_bf16() -> bool:
     return any(check() for check in checks if check is not None)  # private probes: absent means unknown, so no
 
 
-def follow_budget(optimizer: torch.optim.Optimizer, scheduler, config: TrainConfig, budget: Budget) -> None:
-    """A cosine schedule under a time budget ends with it: the rate is the cosine's at whichever is
-    further on, the share of the schedule's steps done or the share of the budget spent, so a run the
-    budget stops has annealed (as nanoGPT's lr_decay_iters), and one that ends first is unchanged.
-    One process only: under torchrun each process would see its own clock."""
-    if config.schedule != "cosine":
-        return
-    done = max(scheduler.last_epoch / max(scheduler.T_max, 1), min(budget.elapsed() / budget.seconds, 1.0))
+def cosine_rate(optimizer: torch.optim.Optimizer, scheduler, config: TrainConfig, spent: float = 0.0) -> None:
+    """A cosine schedule's rate, in closed form at whichever is further on: the share of the schedule's
+    steps done or `spent`, the share of a time budget spent. Under `--max-time` a run the budget stops
+    has so annealed (as nanoGPT's lr_decay_iters); one whose steps stay ahead of the clock is unchanged;
+    a run resumed from a budget's stop goes on at its steps' rate (or anneals again over a new budget)."""
+    done = max(scheduler.last_epoch / max(scheduler.T_max, 1), min(spent, 1.0))
     for group in optimizer.param_groups:  # closed form every step: the chained scheduler's drift is overwritten
         group["lr"] = config.lr * (1 + math.cos(math.pi * done)) / 2
 
@@ -255,6 +253,8 @@ class Loop:
                 restore_optimizer(*resume, optimizer)
                 if loop.scheduler is not None:
                     loop.scheduler.load_state_dict(resume[1]["scheduler"])
+                if config.schedule == "cosine":  # at the restored step's rate, not a budget's annealed one
+                    cosine_rate(optimizer, loop.scheduler, config)
             else:
                 if resume:
                     restore_optimizer(*resume, optimizer)
@@ -321,8 +321,10 @@ class Loop:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-                if budget is not None and budget.seconds and self.world.size == 1:
-                    follow_budget(self.optimizer, self.scheduler, config, budget)
+                if config.schedule == "cosine":  # one process only follows a clock: under torchrun each has its own
+                    timed = budget is not None and budget.seconds and self.world.size == 1
+                    spent = budget.elapsed() / budget.seconds if timed else 0.0
+                    cosine_rate(self.optimizer, self.scheduler, config, spent)
             total += loss.detach() * len(part)
             at.examples += len(part)
             bar.step(f"{epoch}/{config.epochs}", loss)

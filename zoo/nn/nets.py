@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -33,8 +35,9 @@ class RecurrentNet(nn.Module):
         self.recurrent_weights = [f"rnn.{name}" for name, _ in self.rnn.named_parameters()
                                   if name.rsplit(".", 1)[-1].startswith("weight_hh")]
         if self.weight_drop and not self.recurrent_weights:
-            raise ZooError(f"weight_drop={self.weight_drop} needs a cell whose recurrent weights are named weight_hh* "
-                           "(torch's rnn, lstm and gru); this one has none: -o weight_drop=0")
+            raise ZooError(f"weight_drop={self.weight_drop} (given, or a task's defaults for your data) needs a cell "
+                           "whose recurrent weights are named weight_hh* (torch's rnn, lstm and gru); this one has "
+                           "none: -o weight_drop=0")
         self._dropping = False
 
     def forward(self, x: torch.Tensor, carry: Carry | torch.Tensor | None = None,
@@ -54,7 +57,9 @@ class RecurrentNet(nn.Module):
             dropped = {name: F.dropout(params[name], self.weight_drop) for name in self.recurrent_weights}
             self._dropping = True
             try:
-                return torch.func.functional_call(self, dropped, (x, carry, lengths))
+                with warnings.catch_warnings():  # cuDNN compacts the swapped-in weights, and says so every call
+                    warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                    return torch.func.functional_call(self, dropped, (x, carry, lengths))
             finally:
                 self._dropping = False
         if self.vocab_size:
