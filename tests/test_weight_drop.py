@@ -64,3 +64,22 @@ def test_a_run_with_weight_drop_exports_weights_that_load(tmp_path):
     x = torch.randint(0, loaded.zoo.problem.vocab_size, (2, 6))
     assert loaded.zoo.model_config.weight_drop == 0.3
     assert torch.equal(loaded(x), net.eval()(x))
+
+
+def test_weight_drop_trains_under_torchrun(tmp_path):
+    """Two CPU processes (gloo): the dropped weights' gradients reach DistributedDataParallel's reducer."""
+    import os
+    import subprocess
+    import sys
+
+    import zoo
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "zoo",
+               "train", "lstm-stacked", "charlm", "-e", "3", "-q", "-o", "weight_drop=0.3", "--run-dir",
+               str(tmp_path / "run")]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    net = zoo.load(tmp_path / "run")
+    assert net.zoo.model_config.weight_drop == 0.3 and net.rnn.weight_hh_l1.abs().sum() > 0
+
