@@ -33,36 +33,53 @@ DRIVER = textwrap.dedent('''
     # a regression fails with an error instead of taking the machine's memory
     limit = used() + int(float(os.environ.get("HOSTILE_GIB", "2")) * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    seconds = float(os.environ.get("HOSTILE_CPU", "120"))
+
+    def peak():  # resident memory at its highest since the last reset (VmHWM), in MiB
+        status = open("/proc/self/status").read()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
     class Hang(Exception):
         pass
 
     def hang(signum, frame):
-        raise Hang("over 120 CPU seconds")
+        raise Hang(f"over {seconds:g} CPU seconds")
 
     signal.signal(signal.SIGPROF, hang)
     for name, args, env in json.loads(sys.argv[1]):
         registry_module.reset()
-        start = cpu()
-        signal.setitimer(signal.ITIMER_PROF, 120)  # CPU time, which a busy machine does not stretch
+        with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets the peak to the present resident size
+            f.write("5")
+        base, start = peak(), cpu()
+        signal.setitimer(signal.ITIMER_PROF, seconds)  # CPU time, which a busy machine does not stretch
         try:
-            result = CliRunner().invoke(cli, args, prog_name="zoo", env=env)
-            code, out, err = result.exit_code, result.stdout, result.stderr
-            if result.exception is not None and not isinstance(result.exception, SystemExit):
-                err += "".join(traceback.format_exception(result.exception))
+            if args[0] == "load":  # zoo.load, the Python API, rather than a command
+                try:
+                    zoo.load(args[1])
+                    code, out, err = 0, "", ""
+                except zoo.ZooError as e:
+                    code, out, err = 1, "", "Error: " + str(e)
+            else:
+                result = CliRunner().invoke(cli, args, prog_name="zoo", env=env)
+                code, out, err = result.exit_code, result.stdout, result.stderr
+                if result.exception is not None and not isinstance(result.exception, SystemExit):
+                    err += "".join(traceback.format_exception(result.exception))
         except BaseException:
             code, out, err = 99, "", traceback.format_exc()
         signal.setitimer(signal.ITIMER_PROF, 0)
-        print(json.dumps({"name": name, "code": code, "out": out, "err": err, "cpu": cpu() - start}), flush=True)
+        print(json.dumps({"name": name, "code": code, "out": out, "err": err, "cpu": cpu() - start,
+                          "grown_mb": peak() - base}), flush=True)
 ''')
 
 
-def run_cases(cases, cwd, env=None, gib: float = 2, timeout: float = 1800) -> dict:
-    """Run `cases` (name, argv, extra environment) through zoo's command line in one capped subprocess;
-    returns name -> {"code", "out", "err", "cpu"}."""
+def run_cases(cases, cwd, env=None, gib: float = 2, cpu: float = 120, timeout: float = 1800) -> dict:
+    """Run `cases` (name, argv, extra environment) through zoo's command line in one subprocess whose
+    address space is capped at what importing torch took plus `gib` GiB, each case stopped after `cpu`
+    CPU seconds; argv `["load", PATH]` calls zoo.load. Returns name -> {"code", "out", "err", "cpu",
+    "grown_mb"} (grown_mb: how far the case raised the resident peak)."""
     full = {**os.environ, "ZOO_LOAD_PLUGINS": "", "ZOO_THREADS": "1", "OMP_NUM_THREADS": "1",
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "HOSTILE_GIB": str(gib),
-            **(env or {})}
+            "HOSTILE_CPU": str(cpu), **(env or {})}
     cases = [(name, [str(a) for a in args], extra or {}) for name, args, extra in cases]
     done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], cwd=cwd, env=full,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

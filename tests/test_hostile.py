@@ -10,8 +10,6 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -20,7 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
-from conftest import ROOT, one_line_error, zoo_cli
+from conftest import one_line_error, zoo_cli
+from hostile_kit import one_line, run_cases
 from zoo.store.checkpoint import read_header
 
 
@@ -266,82 +265,23 @@ BOMBS = [
 ]
 
 
-DRIVER = textwrap.dedent('''
-    import json, os, resource, signal, sys, traceback
-    import torch, zoo
-    from click.testing import CliRunner
-    from zoo.front.cli import cli
-
-    def used():
-        return int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-    def cpu():
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    # what importing torch took (about 3 GiB of address space for a CUDA build), plus 2 GiB: a model of
-    # tens of GB cannot be allocated, and a regression fails with an error instead of swapping the machine
-    limit = used() + 2 * 2**30
-    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    def peak():  # resident memory at its highest since the last reset (VmHWM), in MiB
-        status = open("/proc/self/status").read()
-        return int(status.split("VmHWM:")[1].split()[0]) / 1024
-
-    class Hang(Exception):
-        pass
-
-    def hang(signum, frame):
-        raise Hang("over 20 CPU seconds")
-
-    signal.signal(signal.SIGPROF, hang)
-    for name, args in json.loads(sys.argv[1]):
-        with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets the peak to the present resident size
-            f.write("5")
-        base, start = peak(), cpu()
-        signal.setitimer(signal.ITIMER_PROF, 20)  # CPU time, which a busy machine does not stretch
-        try:
-            if args[0] == "load":
-                try:
-                    zoo.load(args[1])
-                    code, output = 0, ""
-                except zoo.ZooError as e:
-                    code, output = 1, "Error: " + str(e)
-            else:
-                result = CliRunner().invoke(cli, args, prog_name="zoo")
-                code, output = result.exit_code, result.output
-                if result.exception is not None and not isinstance(result.exception, SystemExit):
-                    output += "".join(traceback.format_exception(result.exception))
-        except BaseException:
-            code, output = 99, traceback.format_exc()
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        grown = peak() - base
-        print(json.dumps({"name": name, "command": args[0], "code": code, "output": output,
-                          "cpu": cpu() - start, "grown_mb": grown}), flush=True)
-''')
-
-
 def test_memory_bombs_are_refused_cheaply(export, tmp_path):
     runs = []
     for name, key, changes in BOMBS:
         path = with_json(export, tmp_path / f"{name}.safetensors", key, **changes)
         assert path.stat().st_size < 10_000  # a small file...
-        runs += [(name, ["load", str(path)]), (name, ["eval", str(path)]), (name, ["predict", str(path), "hihell"])]
+        runs += [(f"{name} {command}", [command, path, *extra], {})
+                 for command, extra in (("load", []), ("eval", []), ("predict", ["hihell"]))]
     runs.append(("train-hidden-1e5", ["train", "lstm", "hihello", "-e", "1", "-o", "hidden_size=100000",
-                                      "--device", "cpu", "--out", str(tmp_path / "out.safetensors")]))
+                                      "--device", "cpu", "--out", tmp_path / "out.safetensors"], {}))
     before = snapshot(tmp_path)
-    env = {**os.environ, "ZOO_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(runs)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=1800)  # a hang detector, not a deadline
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == len(runs)
-    for r in results:
-        lines = [line for line in r["output"].splitlines() if line.strip()]
-        assert r["code"] == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r
-        expected = "needs at least" if r["name"].startswith("train") else "its metadata describes"
-        assert expected in lines[0], r
+    # 2 GiB over what importing torch took: a model of tens of GB cannot be allocated, and a regression
+    # fails with an error instead of swapping the machine; 20 CPU seconds a case
+    results = run_cases(runs, tmp_path, gib=2, cpu=20)
+    for name, r in results.items():
+        one_line(r, "needs at least" if name.startswith("train") else "its metadata describes")
         assert r["cpu"] < 10, r  # CPU seconds: milliseconds in practice
-    assert max(r["grown_mb"] for r in results) < 100, results  # ...costs what its header costs
+    assert max(r["grown_mb"] for r in results.values()) < 100, results  # ...costs what its header costs
     assert snapshot(tmp_path) == before
 
 
