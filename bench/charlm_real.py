@@ -99,8 +99,10 @@ with tempfile.TemporaryDirectory() as tmp:
                        check=True)
     print(f"{text.stat().st_size:,} bytes; {os.cpu_count()} CPUs; OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; load {os.getloadavg()[0]:.1f}", flush=True)
+    body = text.read_text(encoding="utf-8")
+    prompt = body[len(body) - int(len(body) * 0.05):][:16]  # the held-out part's opening, for the sample
     if not args.no_baseline:
-        grams = ngram_baseline(text.read_text(encoding="utf-8"))
+        grams = ngram_baseline(body)
         best = min(grams, key=grams.get)
         print("baseline, Witten-Bell character n-grams: " + ", ".join(f"order {n} {v:.4f}" for n, v in grams.items())
               + f" nats/char held out (best: order {best})", flush=True)
@@ -120,8 +122,6 @@ with tempfile.TemporaryDirectory() as tmp:
         reached = next((r for r in rows if r["val"]["nats_per_char"] <= 1.6), None)
         export = Path(tmp) / f"run-{number}" / "model.safetensors"
         if export.is_file():
-            body = text.read_text(encoding="utf-8")
-            prompt = body[len(body) - int(len(body) * 0.05):][:16]  # the held-out part's opening
             sample = subprocess.run([zoo, "predict", str(export), "--prompt", prompt, "-n", "300",
                                      "--temperature", "0.8", "--top-k", "10"], capture_output=True, text=True)
             print("  sample:", sample.stdout.strip())

@@ -53,8 +53,7 @@ class RecurrentNet(nn.Module):
         if self.training and self.weight_drop and not self._dropping:
             # DropConnect: the same network with its recurrent weights dropped out, one mask per batch,
             # gradients reaching the weights themselves (torch.func.functional_call swaps them in)
-            params = dict(self.named_parameters())
-            dropped = {name: F.dropout(params[name], self.weight_drop) for name in self.recurrent_weights}
+            dropped = {name: F.dropout(self.get_parameter(name), self.weight_drop) for name in self.recurrent_weights}
             self._dropping = True
             try:
                 with warnings.catch_warnings():  # cuDNN compacts the swapped-in weights, and says so every call
