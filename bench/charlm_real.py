@@ -8,7 +8,7 @@ peak resident memory of each `zoo train` process. The non-neural baseline beside
 Witten-Bell character n-grams of orders 1 to 8, counted on the same training part, on the same
 held-out part (over the text's own alphabet, as zoo's vocabulary).
 
-    python bench/charlm_real.py [--text kjv.txt] [--skip-windows] [--minutes M] [-- extra zoo train options]
+    python bench/charlm_real.py [--text kjv.txt] [--skip-windows] [--minutes M] [--keep DIR] [-- zoo train options]
 
 `--minutes M` stops the fitted run after M minutes of wall time (SIGTERM: zoo saves its state and
 exits between two steps) and reports the epochs it finished.
@@ -33,6 +33,7 @@ parser.add_argument("--text", help="a text file; default: built with bench/make_
 parser.add_argument("--skip-windows", action="store_true", help="leave out the earlier windows recipe")
 parser.add_argument("--minutes", type=float, default=0, help="stop the fitted run after this many minutes")
 parser.add_argument("--no-baseline", action="store_true", help="leave out the n-gram baseline")
+parser.add_argument("--keep", help="copy the fitted run's folder (its export included) to this new folder")
 parser.add_argument("extra", nargs="*", help="options added to the fitted run (after --)")
 args = parser.parse_args()
 zoo = shutil.which("zoo") or sys.exit("zoo is not on PATH: pip install -e . first")
@@ -125,6 +126,8 @@ with tempfile.TemporaryDirectory() as tmp:
             sample = subprocess.run([zoo, "predict", str(export), "--prompt", prompt, "-n", "300",
                                      "--temperature", "0.8", "--top-k", "10"], capture_output=True, text=True)
             print("  sample:", sample.stdout.strip())
+        if fitted and args.keep:
+            shutil.copytree(Path(tmp) / f"run-{number}", args.keep)
         print(f"  wall {wall:.0f} s, peak memory {peak:,.0f} MiB (largest process so far), "
               f"<= 1.6 nats/char {'at epoch ' + str(reached['epoch']) if reached else 'not reached'}; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)

@@ -29,7 +29,8 @@ SENTENCE = ("if you want to build a ship, don't drum up people together to colle
 CHECKED_CHARS = 500  # greedy generation is one step per character: check a prefix of long texts
 MAX_WINDOW = 2_000  # windows regenerate the whole window per character: bound what an export can ask
 MAX_BPTT = 10_000
-EVAL_LANES = 16  # streams evaluated side by side: few, so that few characters start without context
+EVAL_LANES = 16  # streams evaluated side by side, each first reading the LEAD_IN characters before it
+LEAD_IN = 400  # characters each evaluation lane reads before the ones it scores (zoo.Streams' context)
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,12 @@ def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
 
     Streams of min(100, n // 50) characters (char-rnn's 100 on any text over 5,000 characters) unless
     windows were asked for (`--window`/`--stride` changed); hidden 128 under 100k characters, 256
-    under 400k, else two layers of 512 with dropout 0.4 and weight drop 0.25 on the recurrent weights
-    (one layer of 512 over-fits a 1 MB text: on 1 MB of Shakespeare 1.636 nats/char held out, two
-    layers with dropout 0.5 1.537, these 1.522; docs/day-one.md);
-    20M characters of training (10 to 100 epochs), cosine
-    learning rate from 0.002, gradient norm clipped at 1; 5% held out (10% under 100k) for
+    under 400k, else two layers of 512 with dropout 0.4 and weight drop 0.25 on the recurrent weights,
+    16 lanes and a learning rate of 0.004 (one layer of 512 over-fits a 1 MB text: on 1 MB of
+    Shakespeare with 20 minutes, 1.636 nats/char held out; two layers with dropout 0.5 1.537; these
+    dropouts with 32 lanes from 0.002 1.522, from 0.004 1.511; with 16 lanes 1.497; docs/day-one.md);
+    20M characters of training (10 to 100 epochs), a cosine learning rate from 0.002 (the two layers':
+    above) over 32 lanes, gradient norm clipped at 1; 5% held out (10% under 100k) for
     validation, early stopping after 3 epochs without a lower held-out loss, the best weights kept;
     precision auto (bf16 autocast on CPUs with native bf16, which does not change the held-out loss).
     """
@@ -76,13 +78,14 @@ def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
     windows_asked = (config.window, config.stride) != (10, 1)
     bptt = 0 if windows_asked or n < 500 else min(100, n // 50)
     hidden = 128 if n < 100_000 else 256 if n < 400_000 else 512
-    model = {"hidden_size": hidden, **({"num_layers": 2, "dropout": 0.4, "weight_drop": 0.25} if hidden == 512 else {})}
+    two = hidden == 512  # two layers: twice the updates an epoch (16 lanes) at twice the rate learn faster
+    model = {"hidden_size": hidden, **({"num_layers": 2, "dropout": 0.4, "weight_drop": 0.25} if two else {})}
     task = {"val_fraction": 0.1 if n < 100_000 else 0.05, **({"bptt": bptt} if bptt else {})}
     # precision auto: bf16 autocast where the CPU computes it natively (measured on an LSTM 512, 300k
     # characters, 3 epochs: 1.63x the characters per CPU-second, held-out 2.2887 against fp32's 2.2882
     # nats/char; bench/bf16.py), fp32 elsewhere
-    train = {"epochs": min(100, max(10, 20_000_000 // max(n, 1))), "batch_size": 32, "lr": 0.002,
-             "schedule": "cosine", "grad_clip": 1.0, "patience": 3, "precision": "auto"}
+    train = {"epochs": min(100, max(10, 20_000_000 // max(n, 1))), "batch_size": 16 if two else 32,
+             "lr": 0.004 if two else 0.002, "schedule": "cosine", "grad_clip": 1.0, "patience": 3, "precision": "auto"}
     return zoo.Fitted(f"a text of {n:,} characters", model=model, task=task, train=train)
 
 
@@ -103,7 +106,10 @@ def make_data(config: CharLMConfig, meta: dict | None) -> zoo.TaskData:
     boundary = len(text) - int(len(text) * config.val_fraction)  # first held-out character
     if config.bptt:
         train = Streams(ids[:boundary], config.bptt)
-        val = Streams(ids[boundary - 1:], config.bptt) if config.val_fraction else None  # targets start at boundary
+        # targets start at the boundary; each evaluation lane first reads the LEAD_IN characters before its
+        # own (the training part's last ones for the first lane), as one reading the whole text would have
+        lead = min(LEAD_IN, boundary - 1)
+        val = Streams(ids[boundary - 1 - lead:], config.bptt, context=lead) if config.val_fraction else None
         short = len(train) == 0 or (val is not None and len(val) == 0)
     else:
         starts = torch.arange(0, len(text) - config.window, config.stride)
@@ -183,7 +189,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     streams = isinstance(examples, Streams)
     last = every = positions = 0
     nll = 0.0
-    # streams: EVAL_LANES read side by side, the state carried (each lane's first characters start from zeros)
+    # streams: EVAL_LANES read side by side, the state carried, each lane after reading the text before it
     for logits, targets in batched_outputs(model, examples, batch_size=EVAL_LANES if streams else 1024):
         predicted = logits.argmax(-1)
         last += (predicted[:, -1] == targets[:, -1]).sum().item()
@@ -192,7 +198,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
         nll += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
     # greedy generation from the split's start, compared with the text that follows it
     if streams:
-        ids, first, length = examples.series, 0, examples.length
+        ids, first, length = examples.series, examples.context, examples.length
     else:
         ids, first, length = examples.inputs, int(examples.starts[0]), examples.length
     truth = ids[first + length: first + length + CHECKED_CHARS].tolist()

@@ -41,3 +41,23 @@ def test_a_carry_resets_when_the_batch_shape_changes():
     assert carry.state is not None
     carry.follow(torch.tensor([2]))
     assert carry.state is None
+
+
+def test_an_evaluation_reads_each_lane_after_the_context_before_it():
+    """Streams with a context: every lane's scores are the ones it gets after reading the `context`
+    elements before its first chunk from zeros, the first lane's from the text before the split."""
+    torch.manual_seed(0)
+    net = zoo.get_model("lstm").build(zoo.RecurrentConfig(hidden_size=12),
+                                      zoo.Problem(zoo.MANY_TO_MANY, output_size=7, vocab_size=7)).eval()
+    series = torch.randint(7, (8 + 61,))
+    held = Streams(series, 5, context=8)  # 12 chunks after 8 elements of context
+    assert len(held) == 12 and held.batch(torch.tensor([0]))[0][0].tolist() == [series[8:13].tolist()]
+    outputs, targets = zip(*zoo.batched_outputs(net, held, batch_size=3))  # 3 lanes of 4 chunks
+    lanes, scored = torch.cat(outputs, 1), torch.cat(targets, 1)
+    with torch.no_grad():
+        for lane, first in enumerate((0, 20, 40)):  # where each lane's chunks start, after the context
+            alone = net(series[first: 8 + first + 20].view(1, -1))[0, 8:]  # its context, then its chunks
+            assert torch.allclose(lanes[lane], alone, atol=1e-5)
+            assert scored[lane].tolist() == series[8 + first + 1: 8 + first + 21].tolist()
+    cold = torch.cat([o for o, _ in zoo.batched_outputs(net, Streams(series[8:], 5), batch_size=3)], 1)
+    assert not torch.allclose(cold, lanes, atol=1e-3)  # without the context, each lane starts from zeros

@@ -139,6 +139,9 @@ def test_defaults_fit_a_users_text_and_options_override_them(tmp_path):
     assert (p.model_config.hidden_size, p.model_config.num_layers, p.model_config.dropout) == (512, 2, 0.4)
     assert p.model_config.weight_drop == 0.25 and p.train_config.precision == "auto"
     assert "num_layers=2 dropout=0.4 weight_drop=0.25" in p.note
+    assert (p.train_config.batch_size, p.train_config.lr) == (16, 0.004) and "batch_size=16 lr=0.004" in p.note
+    small = plan("lstm", "charlm", {"text": text}).train_config
+    assert (small.batch_size, small.lr) == (32, 0.002)
     course = plan("lstm", "charlm")  # the course's sentence keeps the course's settings
     assert (course.note, course.task_config.bptt, course.model_config.hidden_size) == ("", 0, 64)
     assert course.train_config.epochs == 100 and course.train_config.patience == 0

@@ -72,11 +72,16 @@ class Streams:
     side by side (as char-rnn and pytorch/examples' word_language_model do): batch k holds chunk k of
     every lane, so the state each lane ends a batch with, kept in `carry`, starts the next one. The
     inputs are `(chunks, carry)`: the network carries the state itself (zoo.nn.nets.RecurrentNet does).
+
+    `context` (a held-out split): the series' first `context` elements come before the split and are
+    read, never scored; chunks start after them. An evaluation (`batched_outputs`) has each lane read
+    the `context` elements before its first chunk (`lead_in`), so that no lane starts from a zero
+    state in the middle of the text: scored as one text is, not as `batch_size` texts each read cold.
     """
 
-    def __init__(self, series: torch.Tensor, length: int):
-        self.series, self.length = series, length
-        self.chunks = (len(series) - 1) // length  # the last target is the series' last element
+    def __init__(self, series: torch.Tensor, length: int, context: int = 0):
+        self.series, self.length, self.context = series, length, context
+        self.chunks = max(0, (len(series) - context - 1) // length)  # the last target is the series' last element
         self.offsets = torch.arange(length, device=series.device)
         self.carry = Carry()
 
@@ -90,11 +95,18 @@ class Streams:
         return [first + step for step in range(self.chunks // lanes)]
 
     def batch(self, index: torch.Tensor):
-        steps = index[:, None] * self.length + self.offsets
+        steps = self.context + index[:, None] * self.length + self.offsets
         return (self.series[steps], self.carry.follow(index)), self.series[steps + 1]
 
+    def lead_in(self, index: torch.Tensor) -> torch.Tensor | None:
+        """The `context` elements just before each chunk of `index` (None without a context)."""
+        if not self.context:
+            return None
+        return self.series[index[:, None] * self.length + torch.arange(self.context, device=self.series.device)]
+
     def to(self, device) -> "Streams":
-        return Streams(self.series.to(device), self.length)  # a fresh carry: a moved split starts from zeros
+        # a fresh carry: a moved split starts from zeros
+        return Streams(self.series.to(device), self.length, self.context)
 
 
 def epoch_order(split, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -115,7 +127,8 @@ def device_of(model: torch.nn.Module) -> torch.device:
 @torch.no_grad()
 def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> Iterator[tuple]:
     """(outputs, targets) for the whole split, in order, a batch at a time, in eval mode. A split with an
-    order of its own (Streams) is read in it, `batch_size` lanes side by side, the state carried."""
+    order of its own (Streams) is read in it, `batch_size` lanes side by side, the state carried, each
+    lane first reading the split's context before its first chunk (Streams.lead_in)."""
     was_training = model.training
     model.eval()
     device = device_of(model)
@@ -123,6 +136,9 @@ def batched_outputs(model: torch.nn.Module, split, batch_size: int = 1024) -> It
     indices = split.order(batch_size) if hasattr(split, "order") else torch.arange(len(split), device=device).split(
         batch_size)
     try:
+        lead_in = split.lead_in(indices[0]) if hasattr(split, "lead_in") and indices else None
+        if lead_in is not None:  # each lane first reads the text before its first chunk, its state carried on
+            model(lead_in, split.carry.follow(indices[0] - 1))
         for index in indices:
             inputs, targets = split.batch(index)
             yield model(*inputs) if isinstance(inputs, tuple) else model(inputs), targets
