@@ -115,6 +115,26 @@ def test_greedy_streaming_matches_windows_regeneration_in_what_it_reads():
     assert streamed == rerun
 
 
+def test_reproduced_stops_generating_at_the_first_mistake(tmp_path):
+    """Greedy generation from the held-out start is compared as it comes: an untrained network's
+    first wrong character ends it (it was 500 steps an evaluation, most of an epoch's end)."""
+    from zoo_plugins.charlm import CharLMConfig, evaluate, make_data
+
+    text = tmp_path / "t.txt"
+    text.write_text("abcdefghij" * 400)
+    data = make_data(CharLMConfig(text=str(text), bptt=20, val_fraction=0.25), None)
+    torch.manual_seed(0)
+    net = zoo.get_model("lstm").build(zoo.RecurrentConfig(hidden_size=8),
+                                      zoo.Problem(zoo.MANY_TO_MANY, output_size=10, vocab_size=10)).eval()
+    calls = []
+    net.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    metrics = evaluate(net, data, "val")
+    matched = round(metrics["reproduced"] * 500)
+    assert matched < 500
+    reading = 1 + len(data.val.order(16))  # the lanes' lead-in, then their chunks
+    assert len(calls) == reading + matched + 1  # the prompt and its next character, one step per match after it
+
+
 def test_top_k_one_is_greedy_and_temperature_zero_ignores_the_seed():
     logits = torch.tensor([0.1, 2.0, 1.9, -1.0])
     g = torch.Generator().manual_seed(0)

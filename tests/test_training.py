@@ -80,3 +80,22 @@ def test_the_same_seed_gives_the_same_weights(runner, tmp_path):
     assert a.keys() == b.keys()
     for key in a.keys():  # bit for bit (the header's key order is safetensors' own business)
         assert a.get_tensor(key).numpy().tobytes() == b.get_tensor(key).numpy().tobytes(), key
+
+
+def test_a_tasks_evaluate_runs_in_eval_mode_and_training_goes_on_in_training_mode():
+    """Whatever a task's evaluate() runs (charlm's greedy generation, translate's decoding), dropout is
+    off; the network is handed back in the mode it came in."""
+    import dataclasses
+
+    from zoo.loop.inference import evaluate
+
+    task = zoo.get_task("hihello")
+    seen = []
+    spy = dataclasses.replace(task, evaluate=lambda model, data, split: seen.append(model.training) or {"n": 1.0})
+    net = zoo.get_model("lstm").build(zoo.RecurrentConfig(hidden_size=4, dropout=0.5),
+                                      zoo.Problem(zoo.MANY_TO_MANY, output_size=3, vocab_size=3))
+    assert net.training
+    assert evaluate(spy, net, None, "train") == {"n": 1.0} and seen == [False] and net.training
+    net.eval()
+    evaluate(spy, net, None, "train")
+    assert seen == [False, False] and not net.training

@@ -68,7 +68,10 @@ def metrics_problem(value: Any, where: str = "") -> str:
 
 
 def evaluate(task: Task, model: torch.nn.Module, data: TaskData, split: str) -> dict:
-    """The task's metrics on `split`, checked as they are returned: a plugin's mistake is one line naming it."""
+    """The task's metrics on `split`, in eval mode (no dropout, whatever the task's code runs: greedy
+    decoding too), checked as they are returned: a plugin's mistake is one line naming it."""
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
             metrics = task.evaluate(model, data, split)
@@ -76,6 +79,8 @@ def evaluate(task: Task, model: torch.nn.Module, data: TaskData, split: str) -> 
         raise
     except Exception as e:
         raise plugin_failed("task", task.name, task.plugin, "evaluate()", e) from None
+    finally:
+        model.train(was_training)
     if not isinstance(metrics, Mapping):
         raise ZooError(f"task {task.name!r} ({task.plugin or 'unregistered'}) returned {type(metrics).__name__} "
                        f"from evaluate(), not a map of metrics")
