@@ -204,6 +204,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     truth = ids[first + length: first + length + CHECKED_CHARS].tolist()
     made = generate(model, ids[first: first + length].tolist(), len(truth), length, streams=streams)
     matched = next((i for i, (a, b) in enumerate(zip(made, truth)) if a != b), len(truth))  # generation ends there
+    made.close()
     return {"accuracy": every / positions if streams else last / len(examples),
             "char_accuracy": every / positions, "perplexity": math.exp(nll / positions),
             "nats_per_char": nll / positions, "reproduced": matched / max(len(truth), 1)}

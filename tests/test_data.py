@@ -61,3 +61,7 @@ def test_an_evaluation_reads_each_lane_after_the_context_before_it():
             assert scored[lane].tolist() == series[8 + first + 1: 8 + first + 21].tolist()
     cold = torch.cat([o for o, _ in zoo.batched_outputs(net, Streams(series[8:], 5), batch_size=3)], 1)
     assert not torch.allclose(cold, lanes, atol=1e-3)  # without the context, each lane starts from zeros
+
+
+def test_streams_too_short_for_one_chunk_have_no_batches():
+    assert Streams(torch.arange(5), 10).order(4) == [] and Streams(torch.arange(30), 10, context=25).order(4) == []

@@ -162,6 +162,8 @@ def test_defaults_fit_a_users_text_and_options_override_them(tmp_path):
     assert (p.train_config.batch_size, p.train_config.lr) == (16, 0.004) and "batch_size=16 lr=0.004" in p.note
     small = plan("lstm", "charlm", {"text": text}).train_config
     assert (small.batch_size, small.lr) == (32, 0.002)
+    middle = plan("lstm", "charlm", {"text": write_text(tmp_path / "middle.txt", 30_000)})  # about 165,000
+    assert (middle.model_config.hidden_size, middle.train_config.batch_size, middle.train_config.lr) == (256, 32, 0.002)
     course = plan("lstm", "charlm")  # the course's sentence keeps the course's settings
     assert (course.note, course.task_config.bptt, course.model_config.hidden_size) == ("", 0, 64)
     assert course.train_config.epochs == 100 and course.train_config.patience == 0

@@ -67,8 +67,8 @@ class Windows:
 class Streams:
     """One long series read as contiguous streams, for truncated backpropagation through time.
 
-    Example i is the chunk `series[i * length : (i + 1) * length]`, its target the same shifted by one
-    step. `order(batch_size)` lays the chunks out as `batch_size` lanes of consecutive chunks read
+    Example i is the chunk `series[context + i * length : context + (i + 1) * length]`, its target the
+    same shifted by one step. `order(batch_size)` lays the chunks out as `batch_size` lanes of consecutive chunks read
     side by side (as char-rnn and pytorch/examples' word_language_model do): batch k holds chunk k of
     every lane, so the state each lane ends a batch with, kept in `carry`, starts the next one. The
     inputs are `(chunks, carry)`: the network carries the state itself (zoo.nn.nets.RecurrentNet does).
@@ -90,6 +90,8 @@ class Streams:
 
     def order(self, batch_size: int) -> list[torch.Tensor]:
         """The batches of an epoch, in reading order; the chunks left over past the last full lane are skipped."""
+        if not self.chunks:
+            return []
         lanes = min(batch_size, self.chunks)
         first = torch.arange(lanes, device=self.series.device) * (self.chunks // lanes)
         return [first + step for step in range(self.chunks // lanes)]
