@@ -68,10 +68,11 @@ class Streams:
     """One long series read as contiguous streams, for truncated backpropagation through time.
 
     Example i is the chunk `series[context + i * length : context + (i + 1) * length]`, its target the
-    same shifted by one step. `order(batch_size)` lays the chunks out as `batch_size` lanes of consecutive chunks read
-    side by side (as char-rnn and pytorch/examples' word_language_model do): batch k holds chunk k of
-    every lane, so the state each lane ends a batch with, kept in `carry`, starts the next one. The
-    inputs are `(chunks, carry)`: the network carries the state itself (zoo.nn.nets.RecurrentNet does).
+    same shifted by one step. `order(batch_size)` lays the chunks out as `batch_size` lanes of
+    consecutive chunks read side by side (as char-rnn and pytorch/examples' word_language_model do):
+    batch k holds chunk k of every lane, so the state each lane ends a batch with, kept in `carry`,
+    starts the next one. The inputs are `(chunks, carry)`: the network carries the state itself
+    (zoo.nn.nets.RecurrentNet does).
 
     `context` (a held-out split): the series' first `context` elements come before the split and are
     read, never scored; chunks start after them. An evaluation (`batched_outputs`) has each lane read
