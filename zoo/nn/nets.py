@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.nn.layers import Carry, check_step, map_state, recurrent_lengths
+from zoo.nn.layers import (Carry, Dropout, check_step, drops_by_layer, dropout, map_state, native_by_layer,
+                           recurrent_lengths)
 from zoo.contract.specs import MANY_TO_ONE, Problem, ZooError
 
 
@@ -29,7 +30,7 @@ class RecurrentNet(nn.Module):
         self.embed = nn.Embedding(problem.vocab_size, config.embed_dim) if use_embedding else None
         input_size = problem.input_size or config.embed_dim or problem.vocab_size
         self.rnn = make_recurrent(config, input_size)  # the cell with its layers and directions
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(self.hidden_size * self.directions, problem.output_size)
         self.weight_drop = getattr(config, "weight_drop", 0.0)  # a plugin's own config may not have it
         self.recurrent_weights = [f"rnn.{name}" for name, _ in self.rnn.named_parameters()
@@ -53,7 +54,7 @@ class RecurrentNet(nn.Module):
         if self.training and self.weight_drop and not self._dropping:
             # DropConnect: the same network with its recurrent weights dropped out, one mask per batch,
             # gradients reaching the weights themselves (torch.func.functional_call swaps them in)
-            dropped = {name: F.dropout(self.get_parameter(name), self.weight_drop) for name in self.recurrent_weights}
+            dropped = {name: dropout(self.get_parameter(name), self.weight_drop) for name in self.recurrent_weights}
             self._dropping = True
             try:
                 with warnings.catch_warnings():  # cuDNN compacts the swapped-in weights, and says so every call
@@ -69,7 +70,7 @@ class RecurrentNet(nn.Module):
             # one direction, many-to-one: the cells are causal (the kit's check_causal), so the output at
             # each sequence's last real step, read below, is the one it gets alone; and the padded batch
             # runs the fastest kernels (oneDNN's fused LSTM takes no packed batch: 7-20x slower packed)
-            out, state = self.rnn(x, start)
+            out, state = native_by_layer(self.rnn, x, start) if drops_by_layer(self.rnn, x) else self.rnn(x, start)
         else:  # variable length (issue 22): packed for torch's cells, segments for the others
             out, state = recurrent_lengths(self.rnn, x, lengths, start, self.directions == 2)
         check_step(out, state, x, self.hidden_size, self.num_layers, self.directions)  # a broken cell: one line
