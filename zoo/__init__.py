@@ -35,7 +35,7 @@ _LAZY = {name: module for module, names in {
     "zoo.contract.config": "make_config applicable suggest",
     "zoo.store.plotting": "pyplot save_figure",
     "zoo.store.display": "progress",
-    "zoo.nn.layers": "map_state Carry",
+    "zoo.nn.layers": "map_state Carry Dropout",
     # the one training loop, for a task that re-trains inside its evaluation (stock's backtest)
     "zoo.loop.training": "fit",
     # what each cell computed, step by step (zoo inspect), and the views a task's page is made of

@@ -75,7 +75,7 @@ class Seq2SeqNet(nn.Module):
         if self.attention:  # score(h_t, s) = h_t . W s
             self.score = nn.Linear(directions * hidden, hidden, bias=False)
             self.combine = nn.Linear(directions * hidden + hidden, hidden, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = zoo.Dropout(config.dropout)  # torch's, with a faster CPU mask
         self.out = nn.Linear(hidden, problem.output_size)
         self.teacher_forcing = config.teacher_forcing
 
