@@ -66,7 +66,8 @@ def fit_defaults(config: CharLMConfig) -> zoo.Fitted | None:
     under 400k, else two layers of 512 with dropout 0.4 and weight drop 0.25 on the recurrent weights,
     16 lanes and a learning rate of 0.004 (one layer of 512 over-fits a 1 MB text: on 1 MB of
     Shakespeare with 20 minutes, 1.636 nats/char held out; two layers with dropout 0.5 1.537; these
-    dropouts with 32 lanes from 0.002 1.522, from 0.004 1.511; with 16 lanes 1.496; docs/day-one.md);
+    dropouts with 32 lanes from 0.002 1.522, from 0.004 1.511; with 16 lanes 1.489; two layers of 640
+    1.484, for epochs 1.6x as long; docs/day-one.md);
     20M characters of training (10 to 100 epochs), a cosine learning rate from 0.002 (the two layers':
     above) over 32 lanes, gradient norm clipped at 1; 5% held out (10% under 100k) for
     validation, early stopping after 3 epochs without a lower held-out loss, the best weights kept;
