@@ -13,6 +13,7 @@ round-robin; the target is zoo <= 1.3x the course script.
 """
 
 import argparse
+import dataclasses
 import re
 import shutil
 import statistics
@@ -52,7 +53,8 @@ def run(file: str, seed: int, mode: str) -> list[tuple[str, dict]]:
     if args.folds:
         task = zoo.get_task("stock")
         refit = load(out, task_overrides={"backtest": str(args.folds)})
-        backtest = task.evaluate(refit, task.data(refit.zoo.task_config, refit.zoo.meta), "test")
+        config = dataclasses.replace(refit.zoo.task_config, data=file)  # the card keeps no local path
+        backtest = task.evaluate(refit, task.data(config, refit.zoo.meta), "test")
         rows += [(f"fold {f['fold']}", f) for f in backtest["folds"]] + [("folds pooled", backtest)]
     return rows
 

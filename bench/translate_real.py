@@ -14,6 +14,7 @@ BLEU, exact match, token accuracy. A run that ends by itself before the budget i
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -64,7 +65,8 @@ def score(pairs, extra, run):
     if (run / "model.safetensors").is_file():
         net = zoo.load(run / "model.safetensors")
         task = zoo.get_task("translate")
-        data = task.data(net.zoo.task_config, net.zoo.meta)
+        # the card keeps no local path (zoo eval takes --pairs again): the file is this bench's
+        data = task.data(dataclasses.replace(net.zoo.task_config, pairs=str(pairs)), net.zoo.meta)
         return evaluate(task, net, data, "test")
     options = [f"{a.lstrip('-').replace('-', '_')}={b}" for a, b in zip(extra[::2], extra[1::2])]
     p = plan("seq2seq", "translate", [f"pairs={pairs}", *options])
