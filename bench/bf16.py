@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import machine  # bench/machine.py: this folder is the script's first sys.path entry
+
 
 def child_cpu(command: list[str]) -> float:
     """The CPU seconds of the command, run to its end (its stderr in a file: a pipe could fill and block it)."""
@@ -74,8 +76,8 @@ def main() -> None:
     options = parser.parse_args()
     if bool(options.text) == bool(options.pairs):
         parser.error("give --text (charlm) or --pairs (translate)")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    flags = open("/proc/cpuinfo").read()
+    cpu = machine.cpu()
+    flags = machine.flags()
     print(f"{cpu}, {os.cpu_count()} CPUs, avx512_bf16: {'avx512_bf16' in flags}, amx: {'amx_tile' in flags}; "
           f"load average at start {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:

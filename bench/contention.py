@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # bench/machine.py: this folder is the script's first sys.path entry
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 TORCH_FIRST = "import sys, torch; sys.argv[0] = 'zoo'; from zoo.front.cli import main; main()"
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=300,
                         help="seconds after which a run is stopped and shown as '> cap'")
     options = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = machine.cpu()
     print(f"{cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -26,6 +26,8 @@ import zoo
 import zoo.nn.layers as layers
 import zoo.nn.nets as nets
 
+import machine  # bench/machine.py: this folder is the script's first sys.path entry
+
 
 def timed(function, repeats: int = 100) -> float:
     for _ in range(5):
@@ -98,8 +100,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    bf16 = "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open("/proc/cpuinfo").read()
+    cpu = machine.cpu()
+    bf16 = "avx512_bf16" in machine.flags() or "amx_bf16" in machine.flags()
     print(f"{cpu}, {options.threads} threads, torch {torch.__version__}, {'bf16 autocast' if bf16 else 'fp32'}")
     masks()
     if options.text:

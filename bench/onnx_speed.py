@@ -27,6 +27,8 @@ import zoo
 from zoo.nn.layers import Carry
 from zoo.store.onnx_export import recurrent_graph
 
+import machine  # bench/machine.py: this folder is the script's first sys.path entry
+
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 
 
@@ -135,7 +137,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = machine.cpu()
     print(f"CPU: {cpu}; load average {os.getloadavg()[0]:.2f}; {args.threads} thread(s) each; torch "
           f"{torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
     eager, ort, adapter = streaming(args.threads, args.steps)

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # bench/machine.py: this folder is the script's first sys.path entry
+
 here = Path(__file__).resolve().parent
 
 
@@ -25,7 +27,7 @@ def main() -> None:
     os.environ.setdefault("ZOO_THREADS", "1")
     import zoo
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = machine.cpu()
     print(f"{cpu}, {os.cpu_count()} CPUs, 1 thread; load average at start {os.getloadavg()[0]:.2f}")
     seconds: dict[str, list[float]] = {"every epoch": [], "interval": []}
     with tempfile.TemporaryDirectory() as tmp:
