@@ -112,7 +112,7 @@ def main() -> None:
         alphabet, data = range(65), torch.randint(0, 65, (400_000,), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     start = network(len(alphabet)).state_dict()
-    speeds, losses = {"torch": [], "zoo": []}, {}
+    speeds = {"torch": [], "zoo": []}
     for round_ in range(options.rounds):
         for name in (("torch", "zoo") if round_ % 2 == 0 else ("zoo", "torch")):
             net = network(len(alphabet))
@@ -124,7 +124,6 @@ def main() -> None:
             else:
                 speed, loss = steps(net, data, options.steps, torch.bfloat16 if bf16 else None)
             speeds[name].append(speed)
-            losses.setdefault(name, []).append(loss)
             print(f"round {round_ + 1} {name:5} {speed:8.0f} chars/s, loss after {options.steps + 5} steps {loss:.4f}")
     old, new = statistics.median(speeds["torch"]), statistics.median(speeds["zoo"])
     print(f"median: torch's dropout {old:.0f} chars/s, zoo's {new:.0f} chars/s: {new / old:.2f}x")

@@ -43,9 +43,18 @@ def test_dropout_off_is_the_input_itself():
     assert dropout(torch.empty(0, 3), 0.5).shape == (0, 3)
 
 
-def test_dropout_under_bf16_autocast_keeps_the_dtype():
+def test_dropout_keeps_a_bf16_input_bf16_under_autocast():
     x = torch.randn(8, 8, dtype=torch.bfloat16)
-    assert dropout(x, 0.5).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert dropout(x, 0.5).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("p", [1e-7, 1 - 1e-7])
+def test_a_p_too_near_0_or_1_for_16_bits_is_torchs_to_draw(p):
+    torch.manual_seed(0)
+    x = torch.ones(1000)
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, p), torch.nn.functional.dropout(x, p))
 
 
 def stack(kind: type, bidirectional: bool, dropout_p: float = 0.3) -> nn.RNNBase:
@@ -96,6 +105,15 @@ def test_only_training_on_the_cpu_with_dropout_between_layers_runs_by_layer():
     assert not drops_by_layer(nn.LSTM(5, 6, batch_first=True).train(), x)  # one layer: nothing between
     assert not drops_by_layer(nn.LSTM(5, 6, num_layers=2, dropout=0.3, batch_first=True, proj_size=3), x)
     assert not drops_by_layer(nn.LSTMCell(5, 6), x)
+
+    class Own(nn.LSTM):  # a plugin's subclass with its own forward is called as it is
+        def forward(self, x, h0=None):
+            return super().forward(x, h0)
+
+    assert not drops_by_layer(Own(5, 6, num_layers=2, dropout=0.3, batch_first=True), x)
+    hooked = stack(nn.LSTM, False)
+    hooked.register_forward_pre_hook(lambda module, args: None)
+    assert not drops_by_layer(hooked, x)
 
 
 def test_a_network_with_weight_drop_runs_its_layers_on_the_dropped_weights():

@@ -59,9 +59,9 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not 0.0 < p < 1.0:
-        return F.dropout(x, p, training)
     n, dropped = x.numel(), round(p * 65536)
+    if x.device.type != "cpu" or not 0 < dropped < 65536:  # a p this near 0 or 1 is torch's to draw
+        return F.dropout(x, p, training)
     words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)  # 64 random bits each
     keep = words.view(torch.int16)[:n].view(x.shape) >= dropped - 32768  # P = (65536 - dropped) / 65536
     return x * keep.to(x.dtype).mul_(65536 / (65536 - dropped))
@@ -71,17 +71,20 @@ class Dropout(nn.Dropout):
     """torch.nn.Dropout through `dropout` (its faster CPU mask): the same module, state and repr."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, inplace=True) if self.inplace else dropout(x, self.p, self.training)
 
 
 _NATIVE = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
 
 
 def drops_by_layer(rnn: nn.Module, x: torch.Tensor) -> bool:
-    """Whether `native_by_layer` should run torch's own stacked cell: training on the CPU with dropout."""
-    return (isinstance(rnn, nn.RNNBase) and rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
-            and x.device.type == "cpu" and rnn.batch_first and not getattr(rnn, "proj_size", 0)
-            and rnn.mode in _NATIVE)
+    """Whether `native_by_layer` should run torch's own stacked cell: training on the CPU with dropout.
+
+    torch's classes themselves only, without hooks: a subclass's own forward, or a hook (weight_norm's,
+    say), is called as it is."""
+    return (type(rnn) in (nn.LSTM, nn.GRU, nn.RNN) and rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
+            and x.device.type == "cpu" and rnn.batch_first and not rnn.proj_size and rnn.mode in _NATIVE
+            and not (rnn._forward_hooks or rnn._forward_pre_hooks))
 
 
 def native_by_layer(rnn: nn.RNNBase, x: torch.Tensor, h0=None):
