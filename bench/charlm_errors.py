@@ -5,9 +5,10 @@
 The held-out part is the text's last `--val-fraction` (charlm's split), read as one stream from the
 400 characters before it (charlm's lead-in; its own figure reads 16 lanes, each after its own 400,
 so the two differ in the third decimal). A speaker tag is a line of capitals ending in '.' or ':'
-(`HOT.` in Project Gutenberg's plays, `GONZALO:` in tinyshakespeare); it is "seen" when the same line
-occurs in the training part. Each group's characters (its newline included), their mean nats/char,
-and their share of the held-out mean; then the mean had the unseen tags cost what the seen ones do.
+(`HOT.` in Project Gutenberg's plays, `GONZALO:` in tinyshakespeare; an `ACT II.` line counts too,
+as a seen one); it is "seen" when the same line occurs in the training part. Each group's
+characters (its newline included), their mean nats/char, and their share of the held-out mean; then
+the mean had the unseen tags cost what the seen ones do.
 """
 
 from __future__ import annotations
