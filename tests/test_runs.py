@@ -113,3 +113,13 @@ def test_runs_and_plot(runner, tmp_path):
     result = zoo_cli(runner, "plot", "checkpoints/lstm-stock", "--out", tmp_path / "curves.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_lists_zoo_runs_and_not_another_programs_config_json(runner, tmp_path):
+    assert zoo_cli(runner, "train", "rnn", "hihello", "-e", "2", "-q").exit_code == 0
+    project = tmp_path / "checkpoints" / "my-project"  # a user's folder with its own config.json
+    project.mkdir()
+    (project / "config.json").write_text('{"name": "my project", "version": 2}')
+    listed = json.loads(zoo_cli(runner, "runs", "--json").output)
+    assert [r["run"] for r in listed] == ["checkpoints/rnn-hihello"]
+    assert "no runs in" in one_line_error(zoo_cli(runner, "runs", str(project)))

@@ -504,9 +504,13 @@ def run_of(target: str | Path, root: str | Path = RUNS_ROOT, verb: str = "open")
 
 
 def find_runs(root: str | Path) -> Iterator[Run]:
-    """The runs in `root` and the folders below it, by path."""
+    """The runs in `root` and the folders below it, by path: each folder whose config.json zoo made, or
+    that holds a zoo training state or a metrics log beside it (a damaged run is still a run, listed as
+    damaged); another program's config.json alone makes no run."""
     for config in sorted(Path(root).rglob(CONFIG)):
-        yield Run(config.parent)
+        run = Run(config.parent)
+        if run.exists() or run._has_zoo_state() or (run.dir / METRICS).is_file():
+            yield run
 
 
 def summary(run: Run) -> dict[str, Any]:
