@@ -40,7 +40,8 @@ def median_ms(function, rounds):
 with tempfile.TemporaryDirectory() as tmp:
     for hidden in args.hidden:
         out = Path(tmp) / f"lstm{hidden}.safetensors"
-        zoo.train("lstm-stacked", "hihello", {"epochs": 1, "hidden_size": hidden}, out=out, log=lambda line: None)
+        zoo.train("lstm-stacked", "hihello", {"epochs": 1, "hidden_size": hidden}, out=out,
+                  run_dir=Path(tmp) / f"run{hidden}", log=lambda line: None)  # not the checkout's checkpoints/
         card, (_, entries) = read_card(out), read_header(out)
         spec = registry().get_model(card.model)
         zoo.load(out)  # warm up

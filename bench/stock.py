@@ -47,8 +47,10 @@ def ratios(metrics: dict) -> dict:
 
 def run(file: str, seed: int, mode: str) -> list[tuple[str, dict]]:
     """The single split's metrics, then each walk-forward fold's and the folds' pooled ones."""
-    out = tmp / f"{Path(file).stem}-{seed}-{mode}.safetensors"
-    net = zoo.train("lstm", "stock", {"data": file, "seed": seed, "target_mode": mode}, out=out, log=lambda line: None)
+    run_dir = tmp / f"{Path(file).stem}-{seed}-{mode}"  # the bench's own folder, not the checkout's checkpoints/
+    net = zoo.train("lstm", "stock", {"data": file, "seed": seed, "target_mode": mode}, run_dir=run_dir,
+                    log=lambda line: None)
+    out = run_dir / "model.safetensors"
     rows = [("70/30 split", net.zoo.metrics)]
     if args.folds:
         task = zoo.get_task("stock")
@@ -84,12 +86,12 @@ print("\nworst model / persistence over seeds, split and folds: "
 
 times = {"course script": [], "zoo train lstm stock": []}
 commands = {"course script": [sys.executable, str(here / "course_stock.py"), args.goog],
-            "zoo train lstm stock": [zoo_command, "train", "lstm", "stock", "--data", args.goog, "-q",
-                                     "--out", str(tmp / "timed.safetensors")]}
-for _ in range(args.rounds):
+            "zoo train lstm stock": [zoo_command, "train", "lstm", "stock", "--data", args.goog, "-q"]}
+for round_ in range(args.rounds):
     for name, command in commands.items():
+        own = ["--run-dir", str(tmp / f"timed-{round_}")] if name.startswith("zoo") else []  # not checkpoints/
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command + own, check=True, stdout=subprocess.DEVNULL)
         times[name].append(time.perf_counter() - started)
 median = {name: statistics.median(t) for name, t in times.items()}
 ratio = median["zoo train lstm stock"] / median["course script"]
