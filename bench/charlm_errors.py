@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 import zoo
+from zoo_plugins.charlm import LEAD_IN
 
 TAG = re.compile(r"[A-Z][A-Z .'-]*[.:]\n")
 
@@ -46,7 +47,7 @@ def main() -> None:
     index = {c: i for i, c in enumerate(net.zoo.meta["vocab"])}
     text = open(options.text, encoding="utf-8").read()
     boundary = len(text) - int(len(text) * options.val_fraction)
-    lead = min(400, boundary - 1)
+    lead = min(LEAD_IN, boundary - 1)
     ids = torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
     nll = losses(net, ids)[lead:]
     held = text[boundary:]

@@ -83,7 +83,7 @@ def drops_by_layer(rnn: nn.Module, x: torch.Tensor) -> bool:
     torch's classes themselves only, without hooks: a subclass's own forward, or a hook (weight_norm's,
     say), is called as it is."""
     return (type(rnn) in (nn.LSTM, nn.GRU, nn.RNN) and rnn.training and rnn.dropout > 0 and rnn.num_layers > 1
-            and x.device.type == "cpu" and rnn.batch_first and not rnn.proj_size and rnn.mode in _NATIVE
+            and x.device.type == "cpu" and rnn.batch_first and not rnn.proj_size
             and not (rnn._forward_hooks or rnn._forward_pre_hooks))
 
 

@@ -509,7 +509,7 @@ def find_runs(root: str | Path) -> Iterator[Run]:
     damaged); another program's config.json alone makes no run."""
     for config in sorted(Path(root).rglob(CONFIG)):
         run = Run(config.parent)
-        if run.exists() or run._has_zoo_state() or (run.dir / METRICS).is_file():
+        if (run.dir / METRICS).is_file() or run.exists() or run._has_zoo_state():  # a stat first
             yield run
 
 
