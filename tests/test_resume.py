@@ -23,10 +23,11 @@ def quiet(line):
 
 
 def command(text, run_dir, *extra):
-    # two layers with dropout and weight drop: their masks (zoo's CPU dropout) must repeat after a resume too
+    # two layers with dropout and weight drop: their masks (zoo's CPU dropout) must repeat after a resume too,
+    # and the moving average of the weights (--average) go on from where it was
     return [sys.executable, "-m", "zoo", "train", "gru", "charlm", "--text", str(text), "--stride", "2", "-e", "4",
-            "--hidden-size", "32", "-o", "num_layers=2", "-o", "dropout=0.3", "-o", "weight_drop=0.2", "-q",
-            "--run-dir", str(run_dir), *extra]
+            "--hidden-size", "32", "-o", "num_layers=2", "-o", "dropout=0.3", "-o", "weight_drop=0.2", "--average",
+            "0.9", "-q", "--run-dir", str(run_dir), *extra]
 
 
 def wait_for_epochs(run_dir, epochs, process):

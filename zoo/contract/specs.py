@@ -90,6 +90,8 @@ class TrainConfig:
         "fp32", "arithmetic of the training steps: fp32, bf16 autocast, or auto (bf16 on CPUs with native bf16)")
     patience: int = param(0, "stop after this many epochs without a better validation metric and keep the best "
                              "weights; 0 trains every epoch")
+    average: float = param(0.0, "validate, keep and export a moving average of the weights, keeping this share of "
+                                "it each step (0.999: about the last 1,000 steps); 0: the weights as trained")
 
     def __post_init__(self):
         require(self.epochs > 0, f"epochs must be a positive integer, got {self.epochs}")
@@ -98,6 +100,7 @@ class TrainConfig:
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
         require(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        require(0 <= self.average < 1, f"average must be in [0, 1), got {self.average}")
         require(-2**63 <= self.seed < 2**64, f"seed must be in torch's range [-2**63, 2**64), got {self.seed}")
 
 

@@ -23,11 +23,12 @@ OPTIMIZER_TENSORS = ("step", "exp_avg", "exp_avg_sq")  # Adam's, per parameter
 
 
 def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
-            identity: dict, status: str) -> tuple[dict, dict]:
+            identity: dict, status: str, average: dict | None = None) -> tuple[dict, dict]:
     """Everything a resumed run needs, as safetensors tensors and JSON (the tensors may share memory
-    with the model: write them out before the next step)."""
+    with the model: write them out before the next step). `average`: --average's, by parameter name."""
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best/{k}": v.cpu().contiguous() for k, v in (best or {}).items()})
+    tensors.update({f"average/{k}": v.detach().cpu().contiguous() for k, v in (average or {}).items()})
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():
         tensors.update({f"optimizer/{index}/{name}": t.cpu().contiguous() for name, t in values.items()})
@@ -93,6 +94,9 @@ def check(tensors: dict, info: dict, model: torch.nn.Module, optimizer, epochs: 
     best = part(tensors, "best/")
     if best and tensor_differences(_shapes(best), expected):
         raise damaged("its best weights are not this network's")
+    average = part(tensors, "average/")
+    if average and tensor_differences(_shapes(average), _shapes(dict(model.named_parameters()))):
+        raise damaged("its average weights are not this network's")
     _check_optimizer(tensors, info, optimizer, damaged)
     _check_random_states(tensors, info, damaged)
     if info.get("scheduler") is not None and not isinstance(info["scheduler"], dict):
@@ -148,6 +152,7 @@ def _check_random_states(tensors: dict, info: dict, damaged) -> None:
         if not key.isdigit() or value.dtype != torch.uint8 or value.dim() != 1:
             raise damaged(f"rng/cuda/{key} is not a CUDA generator's state")
     known = {"rng/torch", "rng/shuffle", "rng/numpy"}
-    stray = [k for k in tensors if not k.startswith(("model/", "best/", "optimizer/", "rng/cuda/")) and k not in known]
+    stray = [k for k in tensors if not k.startswith(("model/", "best/", "average/", "optimizer/", "rng/cuda/"))
+             and k not in known]
     if stray:
         raise damaged(f"unexpected tensor {stray[0]!r}")

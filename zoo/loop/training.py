@@ -34,6 +34,7 @@ from zoo.loop.distributed import World, join, leave
 from zoo.loop.inference import evaluate, format_metrics, pick_device
 from zoo.loop.plan import Start, named, plan_run
 from zoo.loop.state import Progress, capture, restore, restore_optimizer
+from zoo.loop.state import part as state_part
 from zoo.loop.state import check as check_state
 from zoo.loop.clock import Budget, format_duration, parse_duration
 from zoo.loop.threads import Policy, Threads, current
@@ -229,6 +230,8 @@ class Loop:
     model_name: str = "?"
     keep_best: bool = False  # keep the best weights (--patience, or a monitored held-out split: a budget loads them)
     status_before: str | None = None  # a resumed state's status, which a zero budget (zoo export) leaves as it was
+    average: list | None = None  # --average: the moving average of the parameters, in model.parameters() order
+    averaged: int = 0  # optimizer steps so far (the average's warm-up)
 
     @classmethod
     def begin(cls, model, data: TaskData, config: TrainConfig, device, world: World, resume, where,
@@ -262,7 +265,49 @@ class Loop:
         except (TypeError, KeyError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             raise ZooError(f"{where} is damaged: its optimizer or schedule cannot be restored "
                            f"({type(e).__name__})") from None
+        if config.average:  # after Adam's state: its step count is the average's
+            loop.start_average(state_part(resume[0], "average/") if resume else {})
         return loop
+
+    def start_average(self, saved: dict) -> None:
+        """The moving average of the weights: a resumed state's, or the weights as they stand."""
+        with torch.no_grad():
+            self.average = [saved[name].to(p.device, p.dtype) if name in saved else p.detach().clone()
+                            for name, p in self.model.named_parameters()]
+        steps = [s["step"] for s in self.optimizer.state.values() if "step" in s]
+        self.averaged = int(steps[0]) if steps else 0
+
+    def fold_average(self) -> None:
+        """Fold the weights just stepped into their average: a shorter memory while few steps were taken
+        ((1 + n) / (10 + n) of the average kept at step n), then `config.average` of it each step."""
+        self.averaged += 1
+        keep = min(self.config.average, (1 + self.averaged) / (10 + self.averaged))
+        with torch.no_grad():
+            for mean, p in zip(self.average, self.model.parameters()):
+                mean.lerp_(p.detach(), 1 - keep)
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The network holds the averaged weights inside, its trained ones again after (no --average: as is)."""
+        if self.average is None:
+            yield
+            return
+        with torch.no_grad():
+            trained = [p.detach().clone() for p in self.model.parameters()]
+            for p, mean in zip(self.model.parameters(), self.average):
+                p.copy_(mean)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, weights in zip(self.model.parameters(), trained):
+                    p.copy_(weights)
+
+    def averages(self) -> dict | None:
+        """The average by parameter name (what a state saves), or None."""
+        if self.average is None:
+            return None
+        return {name: mean for (name, _), mean in zip(self.model.named_parameters(), self.average)}
 
     def new_schedule(self, epoch: int) -> None:
         """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
@@ -319,6 +364,8 @@ class Loop:
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimizer.step()
+            if self.average is not None:
+                self.fold_average()
             if self.scheduler is not None:
                 self.scheduler.step()
                 if config.schedule == "cosine":  # one process only follows a clock: under torchrun each has its own
@@ -360,17 +407,18 @@ class Loop:
 
     def judge(self, task: Task, epoch: int, row: dict, monitor: str) -> None:
         """Score the monitored split into `row`; keep the best score (and, with `keep_best`, its weights)."""
-        row[monitor] = evaluate(task, self.model, self.data, monitor)
-        score = row[monitor].get(task.metric)
-        if not isinstance(score, (int, float)):
-            return
-        at = self.at
-        if at.best is None or (score < at.best if task.minimize else score > at.best):
-            at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
-            if self.keep_best:
-                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            at.bad_epochs += 1
+        with self.averaged_weights():  # --average: the average is what is scored, kept and exported
+            row[monitor] = evaluate(task, self.model, self.data, monitor)
+            score = row[monitor].get(task.metric)
+            if not isinstance(score, (int, float)):
+                return
+            at = self.at
+            if at.best is None or (score < at.best if task.minimize else score > at.best):
+                at.best, at.best_epoch, at.bad_epochs = score, epoch, 0
+                if self.keep_best:
+                    self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                at.bad_epochs += 1
 
 
     def end_epoch(self, epoch: int, total: torch.Tensor, watch: "Watch") -> bool:
@@ -415,8 +463,13 @@ class Loop:
         return out_of_time
 
     def restore_best(self, task: Task, config: TrainConfig, budget: Budget | None) -> None:
-        """With --patience, or a time budget that ended the run, the best weights seen are the result."""
+        """With --patience, or a time budget that ended the run, the best weights seen are the result;
+        else, with --average, the average of the weights."""
         if self.best is None or not (config.patience or (budget is not None and budget.reached)):
+            if self.average is not None:
+                with torch.no_grad():
+                    for p, mean in zip(self.model.parameters(), self.average):
+                        p.copy_(mean)
             return
         self.model.load_state_dict(self.best)
         if budget is not None:
@@ -491,7 +544,8 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
     bar = ProgressBar(progress and world.main, config.epochs * loop.batches_per_epoch,
                       (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
     saves = Saves(run if saving else None, lambda shuffle, status: capture(
-        model, loop.optimizer, loop.scheduler, shuffle, loop.at, loop.best, identity or {}, status),
+        model, loop.optimizer, loop.scheduler, shuffle, loop.at, loop.best, identity or {}, status,
+        loop.averages()),
         epoch=loop.at.epoch - 1, interval=state_seconds())
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
