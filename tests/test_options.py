@@ -21,7 +21,7 @@ def test_options_reach_the_configs(runner, tmp_path):
     info = json.loads(zoo_cli(runner, "info", out, "--json").output)
     assert info["train_config"] == {"epochs": 3, "lr": 0.05, "batch_size": 2, "seed": 7, "weight_decay": 0.0,
                                     "grad_clip": 1.5, "schedule": "cosine", "precision": "fp32",
-                                    "patience": 0}
+                                    "patience": 0, "average": 0.0}
     assert info["model_config"]["num_layers"] == 2 and info["task_config"] == {"word": "hello"}
     assert info["meta"]["vocab"] == ["h", "e", "l", "o"]
 
