@@ -36,6 +36,19 @@ def losses(net, ids: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
     return F.cross_entropy(torch.cat(out), ids[1:], reduction="none")
 
 
+def kinds(text: str, boundary: int) -> torch.Tensor:
+    """Each held-out character's group: 0 the rest, 1 in a speaker tag seen in training, 2 in an unseen one."""
+    held = text[boundary:]
+    seen_tags = {line for line in re.findall(r"^[A-Z][A-Z .'-]*[.:]\n", text[:boundary], re.M)}
+    kind = torch.zeros(len(held), dtype=torch.long)
+    at = 0
+    for line in held.splitlines(keepends=True):
+        if TAG.fullmatch(line):
+            kind[at: at + len(line)] = 1 if line in seen_tags else 2
+        at += len(line)
+    return kind
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a charlm run folder or export")
@@ -51,13 +64,7 @@ def main() -> None:
     ids = torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
     nll = losses(net, ids)[lead:]
     held = text[boundary:]
-    seen_tags = {line for line in re.findall(r"^[A-Z][A-Z .'-]*[.:]\n", text[:boundary], re.M)}
-    kind = torch.zeros(len(held), dtype=torch.long)  # 0 the rest, 1 a seen tag, 2 an unseen one
-    at = 0
-    for line in held.splitlines(keepends=True):
-        if TAG.fullmatch(line):
-            kind[at: at + len(line)] = 1 if line in seen_tags else 2
-        at += len(line)
+    kind = kinds(text, boundary)
     mean = nll.mean().item()
     print(f"{options.run}: {len(held):,} held-out characters, {mean:.4f} nats/char (one lane)")
     for value, name in ((1, "speaker tags seen in training"), (2, "speaker tags never seen"), (0, "the rest")):

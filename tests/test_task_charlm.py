@@ -183,6 +183,8 @@ def course_lm(tmp_path_factory):
     ({"bptt": 10**9}, "bptt is 1000000000"),
     ({"vocab": ["a", "b"]}, "vocabulary has 2 characters, its network"),
     ({"vocab": ["ab"]}, "vocabulary is damaged"),
+    ({"cache": [10**9, 0.2, 1.0]}, "the export's charlm cache is [1000000000, 0.2, 1.0]"),
+    ({"cache": [100, float("nan"), 1.0]}, "the export's charlm cache is"),
     ({"task_config__window": 10**9}, "window must be in [1, 2000]"),
 ])
 def test_damaged_charlm_sizes_are_one_line(course_lm, tmp_path, runner, changes, message):
