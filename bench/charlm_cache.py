@@ -21,21 +21,8 @@ import torch
 from torch.nn import functional as F
 
 import zoo
-from charlm_errors import kinds
+from charlm_errors import kinds, read
 from zoo_plugins.charlm import LEAD_IN
-
-
-def states(net, ids: torch.Tensor, chunk: int = 1000):
-    """The hidden state the head reads and the log-probabilities at each position of `ids[:-1]`, one lane."""
-    hidden, logits, carry = [], [], zoo.Carry()
-    hook = net.head.register_forward_hook(lambda module, args, out: hidden.append(args[0][0].float()))
-    x = ids[:-1].view(1, -1)
-    with torch.no_grad():
-        for number, start in enumerate(range(0, x.shape[1], chunk)):
-            carry.follow(torch.tensor([number]))
-            logits.append(net(x[:, start: start + chunk], carry)[0].float())
-    hook.remove()
-    return torch.cat(hidden), F.log_softmax(torch.cat(logits), -1)
 
 
 def cached_losses(hidden, logp, targets, positions: int, weight: float, sharpness: float, block: int = 500):
@@ -72,7 +59,8 @@ def main() -> None:
     boundary = len(text) - int(len(text) * options.val_fraction)
     lead = min(LEAD_IN, boundary - 1)
     ids = torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
-    hidden, logp = states(net, ids)
+    hidden, logits = read(net, ids, hidden=True)
+    logp = F.log_softmax(logits, -1)
     targets = ids[1:]
     kind, half = kinds(text, boundary), (len(text) - boundary) // 2
 

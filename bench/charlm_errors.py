@@ -25,15 +25,25 @@ from zoo_plugins.charlm import LEAD_IN
 TAG = re.compile(r"[A-Z][A-Z .'-]*[.:]\n")
 
 
-def losses(net, ids: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-    """Each next character's loss over `ids`, one lane, the state carried from chunk to chunk."""
-    carry, out = zoo.Carry(), []
+def read(net, ids: torch.Tensor, chunk: int = 1000, hidden: bool = False):
+    """The logits at each position of `ids[:-1]`, one lane, the state carried from chunk to chunk; with
+    `hidden`, also the hidden state the network's `head` reads there: (hidden, logits)."""
+    states, out, carry = [], [], zoo.Carry()
+    hook = net.head.register_forward_hook(lambda m, args, o: states.append(args[0][0].float())) if hidden else None
     x = ids[:-1].view(1, -1)
     with torch.no_grad():
         for number, start in enumerate(range(0, x.shape[1], chunk)):
             carry.follow(torch.tensor([number]))
             out.append(net(x[:, start: start + chunk], carry)[0].float())
-    return F.cross_entropy(torch.cat(out), ids[1:], reduction="none")
+    if hook is not None:
+        hook.remove()
+        return torch.cat(states), torch.cat(out)
+    return torch.cat(out)
+
+
+def losses(net, ids: torch.Tensor) -> torch.Tensor:
+    """Each next character's loss over `ids`, one lane."""
+    return F.cross_entropy(read(net, ids), ids[1:], reduction="none")
 
 
 def kinds(text: str, boundary: int) -> torch.Tensor:

@@ -39,7 +39,8 @@ MAX_WINDOW = 2_000  # windows regenerate the whole window per character: bound w
 MAX_BPTT = 10_000
 EVAL_LANES = 16  # streams evaluated side by side, each first reading the LEAD_IN characters before it
 LEAD_IN = 400  # characters each evaluation lane reads before the ones it scores (zoo.Streams' context)
-MAX_CACHE = 20_000  # positions a lane's cache holds: its scores are lanes x bptt x cache floats
+MAX_CACHE = 20_000  # positions a lane's cache holds
+CACHE_BLOCK = 128  # queries scored at once: their scores are lanes x block x (cache + block) floats
 CACHE = 3_000  # the fitted defaults' cache (two layers of 512 on a text of 400k characters or more)
 
 
@@ -51,8 +52,9 @@ class CharLMConfig:
     bptt: int = zoo.param(0, "0 reads sliding windows (the course's); N reads contiguous streams N characters a "
                              "batch, carrying the state across batches (truncated BPTT); -b streams side by side")
     val_fraction: float = zoo.param(0.0, "share of the text, from its end, held out for validation")
-    cache: int = zoo.param(0, "streams: score each next character with a cache of the last N positions read mixed "
-                              "in (a continuous cache: what followed similar hidden states); 0: the network alone")
+    cache: int = zoo.param(0, "streams (windows ignore it): score each next character with a cache of the last N "
+                              "positions read mixed in (a continuous cache: what followed similar hidden states); "
+                              "0: the network alone")
     cache_weight: float = zoo.param(0.2, "the cache's share of each next character's probability")
     cache_sharpness: float = zoo.param(1.0, "how sharply the cache prefers positions whose hidden state is like the "
                                             "current one (the scale of their dot product)")
@@ -66,9 +68,7 @@ class CharLMConfig:
         zoo.require(self.bptt != 1, "bptt must be at least 2 characters (0: sliding windows), got 1")
         zoo.require(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         zoo.require(0 <= self.cache <= MAX_CACHE, f"cache must be in [0, {MAX_CACHE:,}] positions, got {self.cache}")
-        zoo.require(not self.cache or self.bptt, f"cache={self.cache} needs streams (--bptt N): windows are read "
-                                                 "each from a zero state, with nothing before them to remember")
-        zoo.require(0 <= self.cache_weight <= 1, f"cache_weight must be in [0, 1], got {self.cache_weight}")
+        zoo.require(0 <= self.cache_weight < 1, f"cache_weight must be in [0, 1), got {self.cache_weight}")
         zoo.require(0 <= self.cache_sharpness <= 100, f"cache_sharpness must be in [0, 100], got "
                                                       f"{self.cache_sharpness}")
 
@@ -149,7 +149,9 @@ def make_data(config: CharLMConfig, meta: dict | None) -> zoo.TaskData:
         raise zoo.ZooError(f"{source} ({len(text):,} characters) is too short to hold out {config.val_fraction:.0%} "
                            f"with {what}")
     problem = zoo.Problem(zoo.MANY_TO_MANY, output_size=len(vocab), vocab_size=len(vocab))
-    cache = {"cache": [config.cache, config.cache_weight, config.cache_sharpness]} if config.cache else {}
+    # the cache reads streams: each window is read from a zero state, with nothing before it to remember
+    streams_cache = config.cache and config.bptt
+    cache = {"cache": [config.cache, config.cache_weight, config.cache_sharpness]} if streams_cache else {}
     return zoo.TaskData(problem, train=train, val=val,
                         meta={"vocab": vocab, "window": config.window, "bptt": config.bptt, **cache})
 
@@ -170,9 +172,9 @@ def checked_meta(meta: dict, problem: zoo.Problem | None = None) -> dict:
     cache = meta.get("cache", [0, 0.0, 0.0])
     if not (isinstance(cache, list) and len(cache) == 3 and all(isinstance(v, (int, float)) and not isinstance(
             v, bool) for v in cache) and isinstance(cache[0], int) and 0 <= cache[0] <= MAX_CACHE
-            and 0 <= cache[1] <= 1 and 0 <= cache[2] <= 100):
+            and 0 <= cache[1] < 1 and 0 <= cache[2] <= 100):
         raise zoo.ZooError(f"the export's charlm cache is {cache!r}; expected [positions in [0, {MAX_CACHE}], "
-                           "a weight in [0, 1], a sharpness in [0, 100]]")
+                           "a weight in [0, 1), a sharpness in [0, 100]]")
     return meta
 
 
@@ -218,6 +220,8 @@ def cached(model, examples, batches, positions: int, weight: float, sharpness: f
     `sharpness` x (their hidden state . the current one), `weight` of the mixture. The hidden state
     is what the network's `head` (an nn.Linear, as zoo's RecurrentNet has) reads; a network without
     one is scored alone."""
+    import math
+
     import torch
 
     head = getattr(model, "head", None)
@@ -235,26 +239,35 @@ def cached(model, examples, batches, positions: int, weight: float, sharpness: f
     keys = following = None  # each lane's remembered hidden states (lanes, <= positions, d) and next characters
     try:
         for logits, targets in batches:
-            if len(states) == 2:  # the lanes' lead-in came first: it is text read before, remembered too
-                first = examples.order(EVAL_LANES)[0].to(examples.series.device)
+            if keys is None and len(states) == 2 and examples.context:  # the lanes' lead-in came first: text
+                first = examples.order(EVAL_LANES)[0]  # read before the chunks, remembered too
                 steps = first[:, None] * examples.length + torch.arange(examples.context, device=first.device)
                 keys, following = states.pop(0), examples.series[steps + 1].to(logits.device)
-            hidden = states.pop()
-            lanes, length, vocab = logits.shape
+            hidden = states.pop() if len(states) == 1 else None
+            if hidden is None or hidden.shape[:2] != logits.shape[:2]:
+                raise zoo.ZooError(f"charlm's cache reads the network's `head` once a forward pass, on (lanes, "
+                                   f"steps, features); {type(model).__name__}'s does not run so: -o cache=0")
             if keys is None:
                 keys, following = hidden[:, :0], targets[:, :0]
             before = keys.shape[1]
             keys, following = torch.cat([keys, hidden], 1), torch.cat([following, targets], 1)
-            # query t (at before + t) remembers keys k in [before + t - positions, before + t)
-            at = torch.arange(length, device=keys.device)[:, None] + before
-            k = torch.arange(keys.shape[1], device=keys.device)[None, :]
-            remembered = (k < at) & (k >= at - positions)
-            scores = (hidden @ keys.transpose(1, 2) * sharpness).masked_fill(~remembered, float("-inf"))
-            share = torch.softmax(scores, -1).nan_to_num(0.0)  # a query with nothing remembered: all zeros
-            recalled = share @ torch.nn.functional.one_hot(following, vocab).float()
-            mixed = (1 - weight) * torch.softmax(logits.float(), -1) + weight * recalled
-            alone = ~remembered.any(1)  # a lane's very first position, without a lead-in
-            mixed[:, alone] = torch.softmax(logits.float()[:, alone], -1)
+            probs = torch.softmax(logits.float(), -1)
+            mixed = torch.empty_like(probs)
+            for q0 in range(0, logits.shape[1], CACHE_BLOCK):  # scores of a block of queries at a time: bounded
+                q1 = min(q0 + CACHE_BLOCK, logits.shape[1])
+                k0 = max(0, before + q0 - positions)  # query t (at before + t) remembers [before + t - positions,
+                window = keys[:, k0: before + q1]  # before + t)
+                at = torch.arange(before + q0, before + q1, device=keys.device)[:, None]
+                k = torch.arange(k0, before + q1, device=keys.device)[None, :]
+                remembered = (k < at) & (k >= at - positions)
+                scores = (hidden[:, q0:q1] @ window.transpose(1, 2) * sharpness).masked_fill(~remembered, -math.inf)
+                share = torch.softmax(scores, -1).nan_to_num(0.0)  # a query with nothing remembered: all zeros
+                recalled = torch.zeros_like(probs[:, q0:q1]).scatter_add_(
+                    2, following[:, None, k0: before + q1].expand_as(share), share)
+                part = (1 - weight) * probs[:, q0:q1] + weight * recalled
+                alone = ~remembered.any(1)  # a lane's very first position, without a lead-in
+                part[:, alone] = probs[:, q0:q1][:, alone]
+                mixed[:, q0:q1] = part
             yield mixed.clamp_min(1e-30).log(), targets
             keys, following = keys[:, -positions:], following[:, -positions:]
     finally:

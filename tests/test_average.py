@@ -60,13 +60,17 @@ def test_without_average_the_export_is_the_trained_weights(tmp_path, steps):
     assert all(p.equal(last) for p, last in zip(net.parameters(), steps[-1]))
 
 
-def test_the_average_is_validated_and_its_best_kept(tmp_path, long_text):
+def test_the_average_is_validated_and_its_best_kept(tmp_path, long_text, steps):
     run = tmp_path / "lm"
     net = zoo.train("gru", "charlm", {"text": str(long_text), "stride": 2, "val_fraction": 0.2, "hidden_size": 16,
                                       "epochs": 6, "lr": 0.02, "average": 0.95, "patience": 10},
                     run_dir=run, log=quiet)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     best = min(rows, key=lambda r: r["val"]["nats_per_char"])
+    # the export is the average of the weights after each step up to the best epoch's end
+    per_epoch = (len(steps) - 1) // len(rows)
+    expected = moving_average(steps[: best["epoch"] * per_epoch + 1], 0.95)
+    assert all(torch.allclose(p, mean, atol=1e-6) for p, mean in zip(net.parameters(), expected))
     # the export, scored again, is the epoch the log calls best: the average's score, not the trained weights'
     assert net.zoo.metrics["nats_per_char"] == pytest.approx(best["val"]["nats_per_char"], abs=1e-5)
     state = load_file(run / "state.safetensors")
@@ -95,3 +99,55 @@ def test_an_average_out_of_range_is_one_line(runner, tmp_path, value):
     result = zoo_cli(runner, "train", "gru", "hihello", "--average", value, "--run-dir", tmp_path / "r")
     assert "average must be in [0, 1)" in one_line_error(result)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_state_without_its_average_is_refused(tmp_path):
+    zoo.train("gru", "hihello", {"epochs": 2, "average": 0.9}, run_dir=tmp_path / "r", log=quiet)
+    from zoo.store.runs import Run
+
+    run = Run(tmp_path / "r")
+    tensors, info = load_file(run.state_path), run.state_info()
+    net = zoo.load(tmp_path / "r")
+    optimizer = torch.optim.Adam(net.parameters())
+    assert info["averaged"] == 2  # hihello: one step an epoch
+    plain = {k: v for k, v in tensors.items() if not k.startswith("average/")}
+    with pytest.raises(zoo.ZooError, match="its moving average of the weights is missing"):
+        check(plain, info, net, optimizer, 2, "the state")
+    with pytest.raises(zoo.ZooError, match="its moving average of the weights is missing"):
+        check(tensors, {k: v for k, v in info.items() if k != "averaged"}, net, optimizer, 2, "the state")
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_as_that_settings_default(runner, tmp_path):
+    """A state whose configs lack a newer setting (average, charlm's cache) ran as its default: resumed."""
+    import json as json_module
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = tmp_path / "old"
+    assert zoo_cli(runner, "train", "gru", "hihello", "-e", "2", "-q", "--run-dir", run).exit_code == 0
+    path = run / "model.safetensors"
+    path.unlink()  # an old run stopped before its export
+    with safe_open(run / "state.safetensors", "pt") as f:
+        metadata = f.metadata()
+    info = json_module.loads(metadata["state"])
+    del info["train_config"]["average"]
+    info["status"] = "interrupted"
+    metadata["state"] = json_module.dumps(info)
+    save_file(load_file(run / "state.safetensors"), run / "state.safetensors", metadata=metadata)
+    config = json_module.loads((run / "config.json").read_text())
+    del config["train_config"]["average"]
+    (run / "config.json").write_text(json_module.dumps(config))
+    result = zoo_cli(runner, "resume", run, "-e", "3", "-q")
+    assert result.exit_code == 0, result.output
+    assert path.is_file()
+    refused = zoo_cli(runner, "train", "gru", "hihello", "--run-dir", run, "--resume", "-e", "4", "--average", "0.9")
+    assert "average is 0.0 there, 0.9 here" in one_line_error(refused)
+
+
+def test_a_budget_without_a_held_out_split_exports_the_average_and_says_so():
+    lines = []
+    net = zoo.train("rnn", "hihello", {"epochs": 1_000_000, "average": 0.9}, out=False, log=lines.append,
+                    max_time=0.5)
+    assert any("exporting the moving average of the weights (--average)" in line for line in lines), lines
+    assert net.zoo.metrics

@@ -99,9 +99,8 @@ def test_eval_takes_another_cache_for_an_export(runner, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--cache", "100"], "cache=100 needs streams (--bptt N)"),
     (["--bptt", "20", "--cache", "30000"], "cache must be in [0, 20,000] positions"),
-    (["--bptt", "20", "--cache", "100", "--cache-weight", "2"], "cache_weight must be in [0, 1]"),
+    (["--bptt", "20", "--cache", "100", "--cache-weight", "1"], "cache_weight must be in [0, 1)"),
     (["--bptt", "20", "--cache", "100", "--cache-sharpness", "-1"], "cache_sharpness must be in [0, 100]"),
 ])
 def test_bad_cache_settings_are_one_line(runner, tmp_path, args, message):
@@ -129,3 +128,23 @@ def test_a_network_without_a_head_layer_is_scored_alone_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="scored by the network alone"):
         score = evaluate(Wrapped(), cached_data, "val")["nats_per_char"]
     assert score == pytest.approx(evaluate(net, plain_data, "val")["nats_per_char"], abs=1e-6)
+
+
+def test_windows_ignore_the_cache(tmp_path):
+    """A cache asked of windows (or fitted to a text whose --bptt 0 then wins) scores nothing differently."""
+    text = tmp_path / "t.txt"
+    text.write_text(words(300, 4))
+    net = zoo.train("gru", "charlm", {"text": str(text), "bptt": 0, "epochs": 1, "hidden_size": 8, "cache": 100},
+                    out=False, log=quiet)
+    assert "cache" not in net.zoo.meta and net.zoo.task_config.cache == 100
+
+
+def test_a_head_run_more_than_once_a_forward_is_one_line(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(words(900, 6))
+    data = make_data(CharLMConfig(text=str(text), bptt=20, val_fraction=0.4, cache=45), None)
+    net = zoo.get_model("gru").build(zoo.RecurrentConfig(hidden_size=12), data.problem).eval()
+    once = net.forward
+    net.forward = lambda *args: (once(*args), once(*args))[1]  # a plugin's network reading its head twice
+    with pytest.raises(zoo.ZooError, match="reads the network's `head` once a forward pass"):
+        evaluate(net, data, "val")

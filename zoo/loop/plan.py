@@ -9,7 +9,7 @@ mistake in the settings is answered before torch is imported.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -172,10 +172,15 @@ def resumed_start(model: str, task: str, overrides: Sequence[str] | Mapping[str,
     run.check_state_identity(info)
     saved = {"model": info["model_config"], "task": info["task_config"], "train": info["train_config"]}
     p = plan(model, task, overrides, saved)
-    changed = [f"{name} is {saved[ns][name]!r} there, {value!r} here"
+
+    def then(ns: str, config, name: str):  # a setting newer than the run: it ran as the setting's default
+        default = next((f.default for f in fields(config) if f.name == name), None)
+        return saved[ns].get(name, default)
+
+    changed = [f"{name} is {then(ns, config, name)!r} there, {value!r} here"
                for ns, config in (("model", p.model_config), ("task", p.task_config), ("train", p.train_config))
                for name, value in to_dict(config).items()
-               if saved[ns].get(name) != value and (ns, name) != ("train", "epochs")]
+               if then(ns, config, name) != value and (ns, name) != ("train", "epochs")]
     if changed:
         raise ZooError(f"a resumed run keeps the settings it started with: {'; '.join(changed)}")
     start = Start(p, run, run_base(model, task), Path(out) if out is not None else run.export_path, state=info)

@@ -23,9 +23,10 @@ OPTIMIZER_TENSORS = ("step", "exp_avg", "exp_avg_sq")  # Adam's, per parameter
 
 
 def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progress, best: dict | None,
-            identity: dict, status: str, average: dict | None = None) -> tuple[dict, dict]:
+            identity: dict, status: str, average: dict | None = None, averaged: int = 0) -> tuple[dict, dict]:
     """Everything a resumed run needs, as safetensors tensors and JSON (the tensors may share memory
-    with the model: write them out before the next step). `average`: --average's, by parameter name."""
+    with the model: write them out before the next step). `average`: --average's, by parameter name,
+    `averaged` the steps folded into it."""
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best/{k}": v.cpu().contiguous() for k, v in (best or {}).items()})
     tensors.update({f"average/{k}": v.detach().cpu().contiguous() for k, v in (average or {}).items()})
@@ -43,6 +44,8 @@ def capture(model, optimizer, scheduler, shuffle_state: torch.Tensor, at: Progre
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "numpy_rng": [numpy_state[0], *numpy_state[2:]],
             "python_rng": [python_state[0], list(python_state[1]), python_state[2]]}
+    if average is not None:
+        info["averaged"] = averaged
     return tensors, info
 
 
@@ -94,9 +97,12 @@ def check(tensors: dict, info: dict, model: torch.nn.Module, optimizer, epochs: 
     best = part(tensors, "best/")
     if best and tensor_differences(_shapes(best), expected):
         raise damaged("its best weights are not this network's")
-    average = part(tensors, "average/")
+    train_config = info.get("train_config")
+    average, averaging = part(tensors, "average/"), train_config.get("average") if isinstance(train_config, dict) else 0
     if average and tensor_differences(_shapes(average), _shapes(dict(model.named_parameters()))):
         raise damaged("its average weights are not this network's")
+    if averaging and not (average and whole(info.get("averaged"))):
+        raise damaged("--average is on and its moving average of the weights is missing")
     _check_optimizer(tensors, info, optimizer, damaged)
     _check_random_states(tensors, info, damaged)
     if info.get("scheduler") is not None and not isinstance(info["scheduler"], dict):

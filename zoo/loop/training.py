@@ -265,17 +265,23 @@ class Loop:
         except (TypeError, KeyError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             raise ZooError(f"{where} is damaged: its optimizer or schedule cannot be restored "
                            f"({type(e).__name__})") from None
-        if config.average:  # after Adam's state: its step count is the average's
-            loop.start_average(state_part(resume[0], "average/") if resume else {})
+        if config.average:
+            loop.start_average(state_part(resume[0], "average/") if resume else {},
+                               resume[1].get("averaged", 0) if resume else 0)
         return loop
 
-    def start_average(self, saved: dict) -> None:
-        """The moving average of the weights: a resumed state's, or the weights as they stand."""
+    def start_average(self, saved: dict, averaged: int) -> None:
+        """The moving average of the weights and the steps folded into it: a resumed state's (checked:
+        complete), or the weights as they stand."""
         with torch.no_grad():
-            self.average = [saved[name].to(p.device, p.dtype) if name in saved else p.detach().clone()
+            self.average = [saved[name].to(p.device, p.dtype) if saved else p.detach().clone()
                             for name, p in self.model.named_parameters()]
-        steps = [s["step"] for s in self.optimizer.state.values() if "step" in s]
-        self.averaged = int(steps[0]) if steps else 0
+        self.averaged = averaged if saved else 0
+
+    def load_average(self) -> None:
+        with torch.no_grad():
+            for p, mean in zip(self.model.parameters(), self.average):
+                p.copy_(mean)
 
     def fold_average(self) -> None:
         """Fold the weights just stepped into their average: a shorter memory while few steps were taken
@@ -294,8 +300,7 @@ class Loop:
             return
         with torch.no_grad():
             trained = [p.detach().clone() for p in self.model.parameters()]
-            for p, mean in zip(self.model.parameters(), self.average):
-                p.copy_(mean)
+        self.load_average()
         try:
             yield
         finally:
@@ -467,9 +472,9 @@ class Loop:
         else, with --average, the average of the weights."""
         if self.best is None or not (config.patience or (budget is not None and budget.reached)):
             if self.average is not None:
-                with torch.no_grad():
-                    for p, mean in zip(self.model.parameters(), self.average):
-                        p.copy_(mean)
+                self.load_average()
+                if budget is not None:
+                    budget.weights = "the moving average of the weights (--average)"
             return
         self.model.load_state_dict(self.best)
         if budget is not None:
@@ -545,7 +550,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                       (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
     saves = Saves(run if saving else None, lambda shuffle, status: capture(
         model, loop.optimizer, loop.scheduler, shuffle, loop.at, loop.best, identity or {}, status,
-        loop.averages()),
+        loop.averages(), loop.averaged),
         epoch=loop.at.epoch - 1, interval=state_seconds())
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
