@@ -230,7 +230,7 @@ def cached(model, examples, batches, positions: int, weight: float, sharpness: f
 
         warnings.warn(f"charlm's cache reads the hidden state at the network's output layer `head`, which "
                       f"{type(model).__name__} has not: scored by the network alone (an ONNX export's graph gives "
-                      "only its outputs)", stacklevel=2)
+                      "only its outputs)", zoo.ZooWarning, stacklevel=2)
         for logits, targets in batches:
             yield torch.log_softmax(logits.float(), -1), targets
         return

@@ -20,8 +20,8 @@ from zoo.nn.cells import RecurrentConfig, build_cell, cell_models, torch_rnn_kwa
 from zoo.hookspecs import hookimpl
 from zoo.contract import registry as _registry
 from zoo.contract.specs import (BOS, EOS, MANY_TO_MANY, MANY_TO_ONE, PAD, SEQ2SEQ, SPECIAL_TOKENS, UNK, Card, Fitted,
-                                Model, NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, absolute_paths, param,
-                                require)
+                                Model, NoConfig, Problem, Task, TaskData, TrainConfig, ZooError, ZooWarning,
+                                absolute_paths, param, require)
 
 # The plugin API that needs torch or reads files: name -> the module that defines it, imported on
 # first use so that `import zoo` (and `zoo list`) stays torch-free. docs/plugins.md has a line on each.
@@ -45,7 +45,7 @@ _LAZY = {name: module for module, names in {
 
 __all__ = [
     "BOS", "EOS", "PAD", "SPECIAL_TOKENS", "UNK", "MANY_TO_MANY", "MANY_TO_ONE", "SEQ2SEQ", "Card", "Fitted", "Model",
-    "NoConfig", "Problem", "RecurrentConfig", "Task", "TaskData", "TrainConfig", "ZooError", "build_cell",
+    "NoConfig", "Problem", "RecurrentConfig", "Task", "TaskData", "TrainConfig", "ZooError", "ZooWarning", "build_cell",
     "cell_models",
     "get_model", "get_task", "hookimpl", "list_models", "list_tasks", "load", "param", "require",
     "torch_rnn_kwargs", "train", "absolute_paths", *_LAZY,

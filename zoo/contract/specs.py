@@ -23,6 +23,10 @@ class ZooError(Exception):
     """A mistake a user can make and fix: the CLI shows it as one line, never as a traceback."""
 
 
+class ZooWarning(UserWarning):
+    """Something zoo can go on with but the user should know (the CLI shows it as one line)."""
+
+
 class Stopped(ZooError):
     """Work stopped on request (Ctrl-C, SIGTERM) at a safe point: training or a bench. The message says what
     was kept and how to continue; the shell's exit code is 128 + `signal`."""

@@ -26,7 +26,7 @@ from zoo.store.files import check_replaceable, remove_stale_temporaries, write_b
 from zoo.store.header import (DTYPE_BYTES, MAX_HEADER, TORCH_DTYPES, check_regular_file,  # noqa: F401 (re-exported)
                               entry_problem, read_header)
 from zoo.contract.registry import registry
-from zoo.contract.specs import Card, Problem, TrainConfig, ZooError
+from zoo.contract.specs import Card, Problem, TrainConfig, ZooError, ZooWarning  # noqa: F401 (ZooWarning: its old home)
 
 FORMAT = "zoo/1"
 # the metadata entries of an export and their JSON types (model and task are plain strings)
@@ -251,10 +251,6 @@ def load(path: str | Path, device: Any = "cpu", task_overrides: dict[str, str] |
     model.to(device).eval()
     model.zoo = card
     return model
-
-
-class ZooWarning(UserWarning):
-    """Something zoo can go on with but the user should know (the CLI shows it as one line)."""
 
 
 def check_architecture(path: Any, spec: Any, card: Card, entries: dict[str, Any]) -> None:
