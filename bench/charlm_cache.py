@@ -15,14 +15,11 @@ are the best of this grid on the first half of the Shakespeare file's held-out p
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from torch.nn import functional as F
 
-import zoo
-from charlm_errors import kinds, read
-from zoo_plugins.charlm import LEAD_IN
+from charlm_errors import arguments, held_out, kinds, read
 
 
 def cached_losses(hidden, logp, targets, positions: int, weight: float, sharpness: float, block: int = 500):
@@ -44,21 +41,12 @@ def cached_losses(hidden, logp, targets, positions: int, weight: float, sharpnes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a charlm run folder or export")
-    parser.add_argument("--text", required=True)
-    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--positions", type=int, nargs="+", default=[1000, 2000, 3000])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.1, 0.15, 0.2])
     parser.add_argument("--sharpness", type=float, nargs="+", default=[1.0])
     options = parser.parse_args()
-    torch.set_num_threads(1)
-    net = zoo.load(options.run)
-    index = {c: i for i, c in enumerate(net.zoo.meta["vocab"])}
-    text = open(options.text, encoding="utf-8").read()
-    boundary = len(text) - int(len(text) * options.val_fraction)
-    lead = min(LEAD_IN, boundary - 1)
-    ids = torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
+    net, text, boundary, lead, ids = held_out(options)
     hidden, logits = read(net, ids, hidden=True)
     logp = F.log_softmax(logits, -1)
     targets = ids[1:]

@@ -59,19 +59,29 @@ def kinds(text: str, boundary: int) -> torch.Tensor:
     return kind
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run", help="a charlm run folder or export")
     parser.add_argument("--text", required=True)
     parser.add_argument("--val-fraction", type=float, default=0.05)
-    options = parser.parse_args()
+    return parser
+
+
+def held_out(options):
+    """The export (one thread), the text, the held-out part's first index, the lead-in's length, and the
+    ids from the lead-in to the text's end."""
     torch.set_num_threads(1)
     net = zoo.load(options.run)
     index = {c: i for i, c in enumerate(net.zoo.meta["vocab"])}
     text = open(options.text, encoding="utf-8").read()
     boundary = len(text) - int(len(text) * options.val_fraction)
     lead = min(LEAD_IN, boundary - 1)
-    ids = torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
+    return net, text, boundary, lead, torch.tensor([index.get(c, 0) for c in text[boundary - 1 - lead:]])
+
+
+def main() -> None:
+    options = arguments(__doc__.splitlines()[0]).parse_args()
+    net, text, boundary, lead, ids = held_out(options)
     nll = losses(net, ids)[lead:]
     held = text[boundary:]
     kind = kinds(text, boundary)

@@ -79,14 +79,19 @@ def test_the_average_is_validated_and_its_best_kept(tmp_path, long_text, steps):
     assert any(not state[f"model/{k}"].equal(v) for k, v in average.items())  # the trained weights go on apart
 
 
-def test_a_state_whose_average_is_another_networks_is_refused(tmp_path):
-    zoo.train("gru", "hihello", {"epochs": 2, "average": 0.9}, run_dir=tmp_path / "r", log=quiet)
+@pytest.fixture
+def saved(tmp_path):
+    """A 2-epoch hihello run's state with --average: its tensors, its JSON, the network and an Adam for it."""
     from zoo.store.runs import Run
 
+    zoo.train("gru", "hihello", {"epochs": 2, "average": 0.9}, run_dir=tmp_path / "r", log=quiet)
     run = Run(tmp_path / "r")
-    tensors, info = load_file(run.state_path), run.state_info()
     net = zoo.load(tmp_path / "r")
-    optimizer = torch.optim.Adam(net.parameters())
+    return load_file(run.state_path), run.state_info(), net, torch.optim.Adam(net.parameters())
+
+
+def test_a_state_whose_average_is_another_networks_is_refused(saved):
+    tensors, info, net, optimizer = saved
     check(tensors, info, net, optimizer, 2, "the state")  # as saved: accepted
     name = next(k for k in tensors if k.startswith("average/"))
     tensors[name] = torch.zeros(3, 3)
@@ -101,14 +106,8 @@ def test_an_average_out_of_range_is_one_line(runner, tmp_path, value):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_state_without_its_average_is_refused(tmp_path):
-    zoo.train("gru", "hihello", {"epochs": 2, "average": 0.9}, run_dir=tmp_path / "r", log=quiet)
-    from zoo.store.runs import Run
-
-    run = Run(tmp_path / "r")
-    tensors, info = load_file(run.state_path), run.state_info()
-    net = zoo.load(tmp_path / "r")
-    optimizer = torch.optim.Adam(net.parameters())
+def test_a_state_without_its_average_is_refused(saved):
+    tensors, info, net, optimizer = saved
     assert info["averaged"] == 2  # hihello: one step an epoch
     plain = {k: v for k, v in tensors.items() if not k.startswith("average/")}
     with pytest.raises(zoo.ZooError, match="its moving average of the weights is missing"):
