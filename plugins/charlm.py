@@ -41,6 +41,7 @@ EVAL_LANES = 16  # streams evaluated side by side, each first reading the LEAD_I
 LEAD_IN = 400  # characters each evaluation lane reads before the ones it scores (zoo.Streams' context)
 MAX_CACHE = 20_000  # positions a lane's cache holds
 CACHE_BLOCK = 128  # queries scored at once: their scores are lanes x block x (cache + block) floats
+NO_CACHE = [0, 0.0, 0.0]  # an export's meta without a cache: positions, weight, sharpness
 CACHE = 3_000  # the fitted defaults' cache (two layers of 512 on a text of 400k characters or more)
 
 
@@ -169,7 +170,7 @@ def checked_meta(meta: dict, problem: zoo.Problem | None = None) -> dict:
             raise zoo.ZooError(f"the export's charlm {name} is {value!r}; expected an integer in [0, {top}]")
     if window < 1:
         raise zoo.ZooError(f"the export's charlm window is {window}; expected at least 1")
-    cache = meta.get("cache", [0, 0.0, 0.0])
+    cache = meta.get("cache", NO_CACHE)
     if not (isinstance(cache, list) and len(cache) == 3 and all(isinstance(v, (int, float)) and not isinstance(
             v, bool) for v in cache) and isinstance(cache[0], int) and 0 <= cache[0] <= MAX_CACHE
             and 0 <= cache[1] < 1 and 0 <= cache[2] <= 100):
@@ -288,7 +289,7 @@ def evaluate(model, data: zoo.TaskData, split: str) -> dict:
     nll = 0.0
     # streams: EVAL_LANES read side by side, the state carried, each lane after reading the text before it
     batches = batched_outputs(model, examples, batch_size=EVAL_LANES if streams else 1024)
-    cache, weight, sharpness = meta.get("cache", [0, 0.0, 0.0])
+    cache, weight, sharpness = meta.get("cache", NO_CACHE)
     if streams and cache:
         scored = cached(model, examples, batches, cache, weight, sharpness)
     else:

@@ -230,7 +230,7 @@ class Loop:
     model_name: str = "?"
     keep_best: bool = False  # keep the best weights (--patience, or a monitored held-out split: a budget loads them)
     status_before: str | None = None  # a resumed state's status, which a zero budget (zoo export) leaves as it was
-    average: list | None = None  # --average: the moving average of the parameters, in model.parameters() order
+    average: dict | None = None  # --average: the moving average of each parameter, by name (as a state saves it)
     averaged: int = 0  # optimizer steps so far (the average's warm-up)
 
     @classmethod
@@ -274,14 +274,15 @@ class Loop:
         """The moving average of the weights and the steps folded into it: a resumed state's (checked:
         complete), or the weights as they stand."""
         with torch.no_grad():
-            self.average = [saved[name].to(p.device, p.dtype) if saved else p.detach().clone()
-                            for name, p in self.model.named_parameters()]
+            self.average = {name: saved[name].to(p.device, p.dtype) if saved else p.detach().clone()
+                            for name, p in self.model.named_parameters()}
         self.averaged = averaged if saved else 0
 
-    def load_average(self) -> None:
+    def put_weights(self, weights: dict) -> None:
+        """Copy `weights` (by parameter name) into the network's parameters, in place."""
         with torch.no_grad():
-            for p, mean in zip(self.model.parameters(), self.average):
-                p.copy_(mean)
+            for name, p in self.model.named_parameters():
+                p.copy_(weights[name])
 
     def fold_average(self) -> None:
         """Fold the weights just stepped into their average: a shorter memory while few steps were taken
@@ -289,8 +290,8 @@ class Loop:
         self.averaged += 1
         keep = min(self.config.average, (1 + self.averaged) / (10 + self.averaged))
         with torch.no_grad():
-            for mean, p in zip(self.average, self.model.parameters()):
-                mean.lerp_(p.detach(), 1 - keep)
+            for name, p in self.model.named_parameters():
+                self.average[name].lerp_(p.detach(), 1 - keep)
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -298,21 +299,12 @@ class Loop:
         if self.average is None:
             yield
             return
-        with torch.no_grad():
-            trained = [p.detach().clone() for p in self.model.parameters()]
-        self.load_average()
+        trained = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+        self.put_weights(self.average)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, weights in zip(self.model.parameters(), trained):
-                    p.copy_(weights)
-
-    def averages(self) -> dict | None:
-        """The average by parameter name (what a state saves), or None."""
-        if self.average is None:
-            return None
-        return {name: mean for (name, _), mean in zip(self.model.named_parameters(), self.average)}
+            self.put_weights(trained)
 
     def new_schedule(self, epoch: int) -> None:
         """The scheduler of the schedule `epoch` belongs to, and that schedule's last epoch."""
@@ -472,7 +464,7 @@ class Loop:
         else, with --average, the average of the weights."""
         if self.best is None or not (config.patience or (budget is not None and budget.reached)):
             if self.average is not None:
-                self.load_average()
+                self.put_weights(self.average)
                 if budget is not None:
                     budget.weights = "the moving average of the weights (--average)"
             return
@@ -550,7 +542,7 @@ def fit(model: torch.nn.Module, data: TaskData, task: Task, config: TrainConfig,
                       (loop.at.epoch - 1) * loop.batches_per_epoch + loop.at.batch)
     saves = Saves(run if saving else None, lambda shuffle, status: capture(
         model, loop.optimizer, loop.scheduler, shuffle, loop.at, loop.best, identity or {}, status,
-        loop.averages(), loop.averaged),
+        loop.average, loop.averaged),
         epoch=loop.at.epoch - 1, interval=state_seconds())
     with stop_requests() as stop, contextlib.closing(bar):
         if stop.pending:  # asked while the run was being set up
